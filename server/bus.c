@@ -1,0 +1,757 @@
+/* bus.c - the bus thread: subscriptions and routing. See bus.h.
+ *
+ * Who touches what:
+ * - The bus thread alone owns the sublist, the subscription, group and
+ *   interest tables, every connection's bus_* fields, and the observer it
+ *   was handed through an op.
+ * - `pause_lock` guards the pause list (workers add, the bus takes it).
+ * - `nsubs` is atomic, read by any thread for stats.
+ *
+ * A publication is routed once: the sublist gives every matching
+ * subscription; plain subscribers each get a reference of the frame, and
+ * each queue group hit gets one for the next eligible member in round
+ * robin. A per-publication stamp on connections and groups makes each
+ * connection receive one copy however many of its subscriptions match.
+ * Frames for a connection are gathered during a batch and pushed with one
+ * sb_queue_try_push_many() call; what does not fit meets the slow-consumer
+ * policy. */
+#define _GNU_SOURCE
+#include "bus.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+#include "strmap.h"
+#include "sublist.h"
+
+#define BATCH_MAX 256
+#define SUBLIST_CACHE 4096
+
+enum op_type { OP_SUB, OP_UNSUB, OP_DETACH, OP_REPLY, OP_BARRIER, OP_OBSERVER };
+
+struct barrier {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    bool abandoned; /* the waiter timed out: the bus frees it */
+};
+
+typedef struct bus_op {
+    enum op_type type;
+    sb_conn *conn;
+    sb_frame *frame;     /* OP_REPLY */
+    struct barrier *bar; /* OP_BARRIER */
+    sb_interest_fn fn;   /* OP_OBSERVER */
+    void *ud;
+    uint16_t plen, glen, idlen;
+    char text[]; /* pattern, group, id */
+} bus_op;
+
+typedef struct bus_group {
+    char *name;
+    size_t nlen;
+    size_t members;           /* subscriptions in this group */
+    uint64_t rr;              /* round-robin counter */
+    uint64_t stamp;           /* last publication that hit it */
+    struct bus_sub **matched; /* members matched by that publication */
+    size_t nmatched, cap;
+    struct bus_group *hit_next;
+} bus_group;
+
+typedef struct bus_sub {
+    sb_conn *conn;
+    bus_group *group;
+    struct bus_sub *next, *prev; /* the connection's list */
+    char *key;                   /* in the subs table */
+    size_t keylen;
+    size_t plen;
+    char pattern[];
+} bus_sub;
+
+struct sb_bus {
+    sb_server *srv;
+    sb_queue *q;
+    pthread_t thread;
+    bool started;
+    sb_sublist *sl;
+    sb_strmap *subs;     /* key(conn, group, pattern) -> bus_sub */
+    sb_strmap *groups;   /* name -> bus_group */
+    sb_strmap *interest; /* key(group, pattern) -> holder count */
+    uint64_t stamp;
+    sb_conn *dirty; /* connections with frames in bus_pend */
+    sb_interest_fn observer;
+    void *observer_ud;
+    atomic_uint_fast64_t nsubs;
+
+    pthread_mutex_t pause_lock;
+    sb_conn *paused;
+    atomic_bool any_paused;
+};
+
+static void *tag(bus_op *op)
+{
+    return (void *)((uintptr_t)op | 1u);
+}
+
+static bus_op *untag(void *item)
+{
+    return (bus_op *)((uintptr_t)item & ~(uintptr_t)1u);
+}
+
+/* ---- Ops --------------------------------------------------------------- */
+
+static bus_op *op_new(enum op_type type, sb_conn *c, size_t text)
+{
+    bus_op *op = calloc(1, sizeof(*op) + text + 1);
+    if (op == NULL)
+        return NULL;
+    op->type = type;
+    op->conn = c;
+    return op;
+}
+
+void *sb_bus_op_sub(
+    sb_conn *c, bool unsub, sb_span pattern, sb_span group, sb_span id)
+{
+    size_t gl = group.p ? group.n : 0, il = id.p ? id.n : 0;
+    bus_op *op = op_new(unsub ? OP_UNSUB : OP_SUB, c, pattern.n + gl + il);
+    if (op == NULL)
+        return NULL;
+    op->plen = (uint16_t)pattern.n;
+    op->glen = (uint16_t)gl;
+    op->idlen = (uint16_t)il;
+    memcpy(op->text, pattern.p, pattern.n);
+    if (gl)
+        memcpy(op->text + pattern.n, group.p, gl);
+    if (il)
+        memcpy(op->text + pattern.n + gl, id.p, il);
+    return tag(op);
+}
+
+void *sb_bus_op_detach(sb_conn *c)
+{
+    bus_op *op = op_new(OP_DETACH, c, 0);
+    return op ? tag(op) : NULL;
+}
+
+void *sb_bus_op_reply(sb_conn *c, sb_frame *frame)
+{
+    bus_op *op = op_new(OP_REPLY, c, 0);
+    if (op == NULL)
+        return NULL;
+    op->frame = frame;
+    return tag(op);
+}
+
+static void barrier_done(struct barrier *bar);
+
+void sb_bus_item_free(void *item)
+{
+    if (sb_bus_item_is_frame(item)) {
+        sb_frame_release(item);
+        return;
+    }
+    bus_op *op = untag(item);
+    if (op->bar != NULL)
+        barrier_done(op->bar); /* never routed: release its waiter */
+    sb_frame_unref(&op->frame);
+    free(op);
+}
+
+/* ---- Delivery ---------------------------------------------------------- */
+
+static void overflow(sb_bus *b, sb_conn *c, size_t lost)
+{
+    sb_server *s = b->srv;
+    if (s->cfg.slow_policy == SB_SLOW_DROP) {
+        atomic_fetch_add_explicit(&s->ctr.dropped, lost, memory_order_relaxed);
+        if (atomic_fetch_add(&c->dropped_pending, lost) == 0) {
+            atomic_fetch_add(&s->ctr.slow_consumers, 1);
+            SB_LOG(SB_LOG_WARN,
+                   "slow_consumer id=%" PRIu64 " policy=drop dropping=yes",
+                   c->id);
+        }
+        return;
+    }
+    if (sb_conn_request_close(c, SB_ERR_SLOW_CONSUMER)) {
+        atomic_fetch_add(&s->ctr.slow_consumers, 1);
+        atomic_fetch_add_explicit(&s->ctr.dropped, lost, memory_order_relaxed);
+        SB_LOG(SB_LOG_WARN, "slow_consumer id=%" PRIu64 " policy=disconnect",
+               c->id);
+    }
+}
+
+/* Push the frames gathered for `c`; what does not fit is lost to it. */
+static void flush_conn(sb_bus *b, sb_conn *c)
+{
+    size_t n = c->bus_npend;
+    if (n == 0)
+        return;
+    size_t sizes[SB_CONN_PEND_MAX];
+    for (size_t i = 0; i < n; i++)
+        sizes[i] = c->bus_pend[i]->len;
+    int r =
+        sb_queue_try_push_many(c->sendq, (void *const *)c->bus_pend, sizes, n);
+    size_t pushed = r < 0 ? 0 : (size_t)r;
+    if (pushed < n && r >= 0 && atomic_load(&c->close_reason) == 0)
+        overflow(b, c, n - pushed);
+    for (size_t i = pushed; i < n; i++)
+        sb_frame_unref(&c->bus_pend[i]);
+    c->bus_npend = 0;
+}
+
+static void pend_add(sb_bus *b, sb_conn *c, sb_frame *f)
+{
+    if (c->bus_npend == SB_CONN_PEND_MAX)
+        flush_conn(b, c);
+    if (!c->bus_dirty) {
+        c->bus_dirty = true;
+        c->bus_dirty_next = b->dirty;
+        b->dirty = sb_conn_ref(c);
+    }
+    c->bus_pend[c->bus_npend++] = f;
+}
+
+static void flush_dirty(sb_bus *b)
+{
+    while (b->dirty != NULL) {
+        sb_conn *c = b->dirty;
+        b->dirty = c->bus_dirty_next;
+        c->bus_dirty = false;
+        c->bus_dirty_next = NULL;
+        flush_conn(b, c);
+        sb_conn_unref(c);
+    }
+}
+
+static bool eligible(const sb_conn *c, const sb_frame *f)
+{
+    if (atomic_load_explicit(&c->close_reason, memory_order_relaxed) != 0)
+        return false;
+    return f->origin != c->id ||
+           atomic_load_explicit(&c->echo, memory_order_relaxed);
+}
+
+static void deliver(sb_bus *b, sb_conn *c, sb_frame *f)
+{
+    if (c->bus_stamp == b->stamp)
+        return; /* one copy per connection */
+    c->bus_stamp = b->stamp;
+    pend_add(b, c, sb_frame_ref(f));
+}
+
+static void pick_member(sb_bus *b, bus_group *g, sb_frame *f)
+{
+    size_t n = g->nmatched;
+    size_t start = (size_t)(g->rr++ % n);
+    for (size_t k = 0; k < n; k++) {
+        bus_sub *s = g->matched[(start + k) % n];
+        if (!eligible(s->conn, f))
+            continue;
+        deliver(b, s->conn, f);
+        return;
+    }
+}
+
+static void route(sb_bus *b, sb_frame *f)
+{
+    const sb_sublist_result *r =
+        sb_sublist_match(b->sl, f->topic, f->topic_len);
+    if (r != NULL && r->n > 0) {
+        uint64_t stamp = ++b->stamp;
+        bus_group *hit = NULL;
+        for (size_t i = 0; i < r->n; i++) {
+            bus_sub *s = r->items[i];
+            bus_group *g = s->group;
+            if (g == NULL) {
+                if (eligible(s->conn, f))
+                    deliver(b, s->conn, f);
+                continue;
+            }
+            if (g->stamp != stamp) {
+                g->stamp = stamp;
+                g->nmatched = 0;
+                g->hit_next = hit;
+                hit = g;
+            }
+            g->matched[g->nmatched++] = s;
+        }
+        for (bus_group *g = hit; g != NULL; g = g->hit_next)
+            pick_member(b, g, f);
+    }
+    sb_frame_unref(&f);
+}
+
+/* ---- Subscriptions ----------------------------------------------------- */
+
+/* Key of a subscription: connection id, group length, group, pattern. */
+static size_t sub_key(
+    char *k, uint64_t id, const char *g, size_t gl, const char *p, size_t pl)
+{
+    memcpy(k, &id, 8);
+    k[8] = (char)(gl & 0xff);
+    memcpy(k + 9, g, gl);
+    memcpy(k + 9 + gl, p, pl);
+    return 9 + gl + pl;
+}
+
+static void interest_change(
+    sb_bus *b, const char *p, size_t pl, const char *g, size_t gl, int delta)
+{
+    char key[2 + 2 * 256];
+    key[0] = (char)(gl & 0xff);
+    memcpy(key + 1, g, gl);
+    memcpy(key + 1 + gl, p, pl);
+    size_t kn = 1 + gl + pl;
+    uintptr_t n = (uintptr_t)sb_strmap_get(b->interest, key, kn);
+    if (delta > 0) {
+        if (sb_strmap_put(b->interest, key, kn, (void *)(n + 1)) < 0)
+            return;
+        if (n == 0 && b->observer != NULL)
+            b->observer(p, pl, gl ? g : NULL, gl, 1, b->observer_ud);
+    } else if (n <= 1) {
+        sb_strmap_del(b->interest, key, kn);
+        if (n == 1 && b->observer != NULL)
+            b->observer(p, pl, gl ? g : NULL, gl, 0, b->observer_ud);
+    } else {
+        sb_strmap_put(b->interest, key, kn, (void *)(n - 1));
+    }
+}
+
+static bus_group *group_get(sb_bus *b, const char *name, size_t n)
+{
+    bus_group *g = sb_strmap_get(b->groups, name, n);
+    if (g != NULL)
+        return g;
+    g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    g->name = malloc(n + 1);
+    if (g->name == NULL || sb_strmap_put(b->groups, name, n, g) < 0) {
+        free(g->name);
+        free(g);
+        return NULL;
+    }
+    memcpy(g->name, name, n);
+    g->name[n] = '\0';
+    g->nlen = n;
+    return g;
+}
+
+static int group_join(bus_group *g)
+{
+    if (g->members + 1 > g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 4;
+        bus_sub **m = realloc(g->matched, cap * sizeof(*m));
+        if (m == NULL)
+            return -ENOMEM;
+        g->matched = m;
+        g->cap = cap;
+    }
+    g->members++;
+    return 0;
+}
+
+static void group_free(sb_bus *b, bus_group *g)
+{
+    sb_strmap_del(b->groups, g->name, g->nlen);
+    free(g->matched);
+    free(g->name);
+    free(g);
+}
+
+static void group_leave(sb_bus *b, bus_group *g)
+{
+    if (--g->members == 0)
+        group_free(b, g);
+}
+
+static void reply(sb_bus *b, sb_conn *c, sb_frame *f)
+{
+    if (f != NULL)
+        pend_add(b, c, f);
+}
+
+static int
+sub_add(sb_bus *b, sb_conn *c, const bus_op *op, const char *key, size_t kn)
+{
+    const char *p = op->text, *g = op->text + op->plen;
+    bus_sub *s = calloc(1, sizeof(*s) + op->plen + 1);
+    if (s == NULL)
+        return -ENOMEM;
+    memcpy(s->pattern, p, op->plen);
+    s->plen = op->plen;
+    s->conn = c;
+    s->key = malloc(kn);
+    if (s->key == NULL)
+        goto fail;
+    memcpy(s->key, key, kn);
+    s->keylen = kn;
+    if (op->glen > 0) {
+        bus_group *grp = group_get(b, g, op->glen);
+        if (grp == NULL)
+            goto fail;
+        if (group_join(grp) < 0) {
+            if (grp->members == 0)
+                group_free(b, grp);
+            goto fail;
+        }
+        s->group = grp;
+    }
+    if (sb_sublist_insert(b->sl, p, op->plen, s) < 0)
+        goto fail_group;
+    if (sb_strmap_put(b->subs, key, kn, s) < 0) {
+        sb_sublist_remove(b->sl, p, op->plen, s);
+        goto fail_group;
+    }
+    s->next = c->bus_subs;
+    if (c->bus_subs)
+        c->bus_subs->prev = s;
+    c->bus_subs = s;
+    c->bus_nsubs++;
+    atomic_fetch_add(&b->nsubs, 1);
+    interest_change(b, p, op->plen, g, op->glen, +1);
+    return 0;
+fail_group:
+    if (s->group != NULL)
+        group_leave(b, s->group);
+fail:
+    free(s->key);
+    free(s);
+    return -ENOMEM;
+}
+
+static void sub_remove(sb_bus *b, bus_sub *s)
+{
+    sb_conn *c = s->conn;
+    sb_sublist_remove(b->sl, s->pattern, s->plen, s);
+    sb_strmap_del(b->subs, s->key, s->keylen);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->bus_subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    c->bus_nsubs--;
+    atomic_fetch_sub(&b->nsubs, 1);
+    const char *g = s->group ? s->group->name : "";
+    size_t gl = s->group ? s->group->nlen : 0;
+    interest_change(b, s->pattern, s->plen, g, gl, -1);
+    if (s->group)
+        group_leave(b, s->group);
+    free(s->key);
+    free(s);
+}
+
+static void handle_sub(sb_bus *b, bus_op *op)
+{
+    sb_conn *c = op->conn;
+    sb_span id = {op->idlen ? op->text + op->plen + op->glen : NULL, op->idlen};
+    char key[9 + 2 * 256];
+    size_t kn =
+        sub_key(key, c->id, op->text + op->plen, op->glen, op->text, op->plen);
+    bus_sub *s = sb_strmap_get(b->subs, key, kn);
+
+    if (c->bus_detached) {
+        /* The connection left before this op was routed. */
+    } else if (op->type == OP_UNSUB) {
+        if (s == NULL) {
+            reply(b, c,
+                  sb_msg_build_err(SB_ERR_NOT_SUBSCRIBED,
+                                   "no such subscription on this connection",
+                                   id));
+        } else {
+            sub_remove(b, s);
+            if (id.p)
+                reply(b, c, sb_msg_build_ok(id));
+        }
+    } else if (s != NULL) {
+        if (id.p) /* subscribing twice is harmless: one subscription */
+            reply(b, c, sb_msg_build_ok(id));
+    } else if (c->bus_nsubs >= b->srv->cfg.max_subs) {
+        reply(b, c,
+              sb_msg_build_err(SB_ERR_TOO_MANY_SUBS,
+                               "subscription limit of this connection reached",
+                               id));
+    } else if (sub_add(b, c, op, key, kn) < 0) {
+        SB_LOG(SB_LOG_ERROR, "subscribe failed id=%" PRIu64 " err=ENOMEM",
+               c->id);
+        sb_conn_request_close(c, SB_CLOSE_NOMEM);
+    } else if (id.p) {
+        reply(b, c, sb_msg_build_ok(id));
+    }
+    /* The answer must reach the queue before the worker may queue its own
+     * replies directly again (see conn.c flush_held). */
+    flush_conn(b, c);
+    atomic_fetch_sub(&c->outstanding, 1);
+}
+
+static void handle_detach(sb_bus *b, sb_conn *c)
+{
+    c->bus_detached = true;
+    while (c->bus_subs != NULL)
+        sub_remove(b, c->bus_subs);
+    flush_conn(b, c); /* the queue is closed: this frees what was pending */
+    sb_conn_unref(c);
+}
+
+static void report_interest(const void *key, size_t n, void *value, void *ud)
+{
+    (void)value;
+    sb_bus *b = ud;
+    const char *k = key;
+    size_t gl = (unsigned char)k[0];
+    b->observer(k + 1 + gl, n - 1 - gl, gl ? k + 1 : NULL, gl, 1,
+                b->observer_ud);
+}
+
+static void barrier_done(struct barrier *bar)
+{
+    pthread_mutex_lock(&bar->lock);
+    bool abandoned = bar->abandoned;
+    bar->done = true;
+    pthread_cond_signal(&bar->cond);
+    pthread_mutex_unlock(&bar->lock);
+    if (abandoned) {
+        pthread_cond_destroy(&bar->cond);
+        pthread_mutex_destroy(&bar->lock);
+        free(bar);
+    }
+}
+
+static void handle_op(sb_bus *b, bus_op *op)
+{
+    switch (op->type) {
+    case OP_SUB:
+    case OP_UNSUB:
+        handle_sub(b, op);
+        break;
+    case OP_DETACH:
+        handle_detach(b, op->conn);
+        break;
+    case OP_REPLY:
+        if (!op->conn->bus_detached) {
+            pend_add(b, op->conn, op->frame);
+            op->frame = NULL;
+            flush_conn(b, op->conn);
+        }
+        atomic_fetch_sub(&op->conn->outstanding, 1);
+        break;
+    case OP_BARRIER:
+        flush_dirty(b);
+        barrier_done(op->bar);
+        break;
+    case OP_OBSERVER:
+        b->observer = op->fn;
+        b->observer_ud = op->ud;
+        if (b->observer != NULL)
+            sb_strmap_foreach(b->interest, report_interest, b);
+        break;
+    }
+    sb_frame_unref(&op->frame);
+    free(op);
+}
+
+/* ---- The thread -------------------------------------------------------- */
+
+static void wake_paused(sb_bus *b)
+{
+    if (!atomic_load_explicit(&b->any_paused, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&b->pause_lock);
+    sb_conn *list = b->paused;
+    b->paused = NULL;
+    for (sb_conn *c = list; c != NULL; c = c->pause_next)
+        c->pause_listed = false;
+    atomic_store(&b->any_paused, false);
+    pthread_mutex_unlock(&b->pause_lock);
+    while (list != NULL) {
+        sb_conn *c = list;
+        list = c->pause_next;
+        c->pause_next = NULL;
+        sb_conn_wake(c);
+        sb_conn_unref(c);
+    }
+}
+
+static void *bus_main(void *arg)
+{
+    sb_bus *b = arg;
+    void *items[BATCH_MAX];
+    for (;;) {
+        int n = sb_queue_pop_batch(b->q, items, NULL, BATCH_MAX, -1);
+        if (n == -EPIPE)
+            break;
+        if (n <= 0)
+            continue;
+        wake_paused(b);
+        for (int i = 0; i < n; i++) {
+            if (sb_bus_item_is_frame(items[i]))
+                route(b, items[i]);
+            else
+                handle_op(b, untag(items[i]));
+        }
+        flush_dirty(b);
+    }
+    wake_paused(b);
+    return NULL;
+}
+
+sb_bus *sb_bus_new(sb_server *srv)
+{
+    sb_bus *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->srv = srv;
+    b->q = sb_queue_new(srv->cfg.recv_queue, srv->cfg.recv_queue_bytes);
+    b->sl = sb_sublist_new(SUBLIST_CACHE);
+    b->subs = sb_strmap_new();
+    b->groups = sb_strmap_new();
+    b->interest = sb_strmap_new();
+    pthread_mutex_init(&b->pause_lock, NULL);
+    if (b->q == NULL || b->sl == NULL || b->subs == NULL || b->groups == NULL ||
+        b->interest == NULL) {
+        sb_bus_stop(b);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return b;
+}
+
+int sb_bus_start(sb_bus *b)
+{
+    int rc = sb_thread_create(&b->thread, "bus", 256 * 1024, bus_main, b);
+    if (rc == 0)
+        b->started = true;
+    return rc;
+}
+
+static void free_sub_entry(const void *key, size_t n, void *value, void *ud)
+{
+    (void)key;
+    (void)n;
+    (void)ud;
+    bus_sub *s = value;
+    free(s->key);
+    free(s);
+}
+
+static void free_group_entry(const void *key, size_t n, void *value, void *ud)
+{
+    (void)key;
+    (void)n;
+    (void)ud;
+    bus_group *g = value;
+    free(g->matched);
+    free(g->name);
+    free(g);
+}
+
+void sb_bus_stop(sb_bus *b)
+{
+    if (b == NULL)
+        return;
+    if (b->q != NULL)
+        sb_queue_close(b->q);
+    if (b->started)
+        sb_thread_join(b->thread);
+    if (b->subs != NULL)
+        sb_strmap_foreach(b->subs, free_sub_entry, NULL);
+    if (b->groups != NULL)
+        sb_strmap_foreach(b->groups, free_group_entry, NULL);
+    sb_strmap_free(b->subs);
+    sb_strmap_free(b->groups);
+    sb_strmap_free(b->interest);
+    sb_sublist_free(b->sl);
+    sb_queue_free(b->q, sb_bus_item_free);
+    pthread_mutex_destroy(&b->pause_lock);
+    free(b);
+}
+
+sb_queue *sb_bus_queue(sb_bus *b)
+{
+    return b->q;
+}
+
+void sb_bus_pause(sb_bus *b, sb_conn *c)
+{
+    pthread_mutex_lock(&b->pause_lock);
+    if (!c->pause_listed) {
+        c->pause_listed = true;
+        c->pause_next = b->paused;
+        b->paused = sb_conn_ref(c);
+        atomic_store_explicit(&b->any_paused, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&b->pause_lock);
+}
+
+int sb_bus_barrier(sb_bus *b, int timeout_ms)
+{
+    struct barrier *bar = calloc(1, sizeof(*bar));
+    if (bar == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&bar->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&bar->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    bus_op *op = op_new(OP_BARRIER, NULL, 0);
+    if (op != NULL)
+        op->bar = bar;
+    int rc = op ? sb_queue_push_force(b->q, tag(op), 0) : -ENOMEM;
+    if (rc < 0) {
+        free(op);
+        pthread_cond_destroy(&bar->cond);
+        pthread_mutex_destroy(&bar->lock);
+        free(bar);
+        return rc;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (timeout_ms >= 0) {
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&bar->lock);
+    rc = 0;
+    while (!bar->done && rc == 0)
+        rc = timeout_ms < 0
+                 ? pthread_cond_wait(&bar->cond, &bar->lock)
+                 : pthread_cond_timedwait(&bar->cond, &bar->lock, &ts);
+    bool done = bar->done;
+    if (!done)
+        bar->abandoned = true;
+    pthread_mutex_unlock(&bar->lock);
+    if (!done)
+        return -ETIMEDOUT;
+    pthread_cond_destroy(&bar->cond);
+    pthread_mutex_destroy(&bar->lock);
+    free(bar);
+    return 0;
+}
+
+uint64_t sb_bus_subscriptions(sb_bus *b)
+{
+    return atomic_load(&b->nsubs);
+}
+
+void sb_bus_set_observer(sb_bus *b, sb_interest_fn fn, void *ud)
+{
+    bus_op *op = op_new(OP_OBSERVER, NULL, 0);
+    if (op == NULL)
+        return;
+    op->fn = fn;
+    op->ud = ud;
+    if (sb_queue_push_force(b->q, tag(op), 0) < 0)
+        free(op);
+}

@@ -1,0 +1,55 @@
+/* config.h - every setting of sockbusd, its defaults and its checks.
+ *
+ * sb_config_defaults() is the only place a default is written. The server
+ * copies the struct at start and never writes it.
+ *
+ * Threads: these functions touch only the struct they are given. */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum sb_slow_policy {
+    SB_SLOW_DISCONNECT = 0,
+    SB_SLOW_DROP = 1,
+} sb_slow_policy;
+
+typedef struct sb_config {
+    char listen_host[256];   /* numeric IPv4/IPv6 address or host name */
+    uint16_t listen_port;    /* 0 binds an ephemeral port */
+    size_t max_conns;        /* connections at once; more get server_busy */
+    size_t max_frame;        /* bytes per frame, newline included */
+    size_t max_subs;         /* subscriptions per connection */
+    size_t send_queue;       /* frames queued for one connection */
+    size_t send_queue_bytes; /* bytes queued for one connection */
+    size_t recv_queue;       /* publications waiting for the bus */
+    size_t recv_queue_bytes; /* their bytes */
+    sb_slow_policy slow_policy;
+    uint32_t heartbeat_ms;   /* 0 turns heartbeats off */
+    uint32_t drain_ms;       /* time given to deliver queued frames at stop */
+    size_t thread_stack_kib; /* stack of each connection thread */
+    int log_level;           /* sb_log_level */
+    bool has_token;
+    char token[4097]; /* required by connect when has_token */
+} sb_config;
+
+/* Fill `c` with the defaults. */
+void sb_config_defaults(sb_config *c);
+
+/* Apply command-line flags over `c` (argv[0] is skipped). The token may also
+ * come from --token-file or the SOCKBUS_TOKEN environment variable (flags
+ * win). Returns 0 to run, 1 when --help or --version was printed to stdout,
+ * or -1 with a one-line reason in `err`. */
+int sb_config_parse_args(
+    sb_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Check ranges and combinations. Returns 0, or -1 with a one-line reason
+ * naming the flag in `err`. */
+int sb_config_validate(const sb_config *c, char *err, size_t errlen);
+
+/* The usage text printed by --help. */
+const char *sb_config_usage(void);
+
+#endif

@@ -1,0 +1,82 @@
+/* server.h - the server's shared state, for the modules inside server/.
+ *
+ * Programs embedding sockbus use sockbus.h; this header is internal to the
+ * acceptor (server.c), the connection workers (conn.c) and the bus (bus.c).
+ *
+ * Threads and locks:
+ * - `cfg`, `listen_fd`, `address`, `bus`, `reaper`, `start_ms` are written
+ *   before any thread starts and only read afterwards.
+ * - `lock` guards the connection registry (`conns`, `nconns`, `nquiesced`)
+ *   and the in-process subscriptions (`subs`); `cond` signals registry
+ *   changes to sb_server_stop().
+ * - `state` and the counters are atomics, written by any thread.
+ * Lock order: server lock, then a queue's lock (never the reverse). */
+#ifndef SB_SERVER_H
+#define SB_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "sockbus.h"
+#include "thread.h"
+
+struct sb_bus;
+struct sb_conn;
+
+typedef enum sb_server_state {
+    SB_RUNNING = 0,
+    SB_DRAINING = 1, /* not accepting, not reading; routing what was read */
+    SB_DRAINED = 2,  /* everything read was routed; flush and close */
+    SB_CLOSING = 3,  /* drain time is over: close at once */
+} sb_server_state;
+
+typedef struct sb_counters {
+    atomic_uint_fast64_t msgs_in;
+    atomic_uint_fast64_t msgs_out;
+    atomic_uint_fast64_t bytes_in;
+    atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t dropped;
+    atomic_uint_fast64_t slow_consumers;
+    atomic_uint_fast64_t total_conns;
+} sb_counters;
+
+struct sb_server {
+    sb_config cfg;
+    int listen_fd;
+    int accept_wake; /* eventfd: wakes the acceptor */
+    char address[300];
+    uint16_t port;
+    pthread_t acceptor;
+    bool acceptor_started;
+    struct sb_bus *bus;
+    sb_reaper *reaper;
+    uint64_t start_ms;
+    uint64_t drain_deadline_ms; /* written before state leaves RUNNING */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct sb_conn *conns;        /* registry, a doubly linked list */
+    size_t nconns;                /* socket connections registered */
+    size_t nquiesced;             /* of those, done reading at shutdown */
+    struct sb_subscription *subs; /* in-process subscriptions */
+
+    atomic_int state;           /* sb_server_state */
+    atomic_bool accept_starved; /* out of descriptors: wake on a close */
+    atomic_uint_fast64_t next_id;
+    sb_counters ctr;
+};
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t sb_now_ms(void);
+
+/* Registry, called by connection threads. */
+void sb_server__register(sb_server *s, struct sb_conn *c);
+void sb_server__unregister(sb_server *s, struct sb_conn *c);
+void sb_server__quiesced(sb_server *s, struct sb_conn *c);
+/* A socket was closed: wake the acceptor if it waits for descriptors. */
+void sb_server__fd_released(sb_server *s);
+
+#endif

@@ -1,0 +1,117 @@
+/* harness.h - start the real sockbusd and talk to it over real sockets.
+ *
+ * Every wait is bounded by a deadline; nothing sleeps and hopes. The
+ * server binds 127.0.0.1:0 and the harness reads the port from its ready
+ * line ("sockbusd listening on 127.0.0.1:PORT"). Its log goes to a file
+ * named after the test in the working directory.
+ *
+ * Threads: one sbt_server or sbt_client per thread at a time. */
+#ifndef SBT_HARNESS_H
+#define SBT_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+typedef struct sbt_server {
+    pid_t pid;
+    int port;
+    char log_path[256];
+} sbt_server;
+
+/* Start sockbusd with `--listen 127.0.0.1:0` plus `args` (NULL-terminated,
+ * may be NULL), and wait up to 10 s for its ready line.
+ * Returns 0, or -1 (the server's log says why). */
+int sbt_server_start(sbt_server *s, const char *const *args);
+
+/* Send `sig` (SIGTERM for a graceful stop) and wait up to `timeout_ms` for
+ * the exit. Returns the exit status (0..255), 128+signal when killed by a
+ * signal, or -1 on timeout (the server is then killed with SIGKILL). */
+int sbt_server_stop(sbt_server *s, int sig, int timeout_ms);
+
+/* Run sockbusd with `args` (NULL-terminated) and no --listen of ours,
+ * waiting up to `timeout_ms` for it to exit; its stderr goes to `err`
+ * (NUL-terminated, truncated). Returns the exit status or -1. */
+int sbt_run_sockbusd(const char *const *args,
+                     char *err,
+                     size_t errlen,
+                     int timeout_ms);
+
+/* Resident memory of a process in KiB (from /proc), or -1. */
+long sbt_rss_kib(pid_t pid);
+
+/* Threads of a process (from /proc), or -1. */
+long sbt_threads(pid_t pid);
+
+typedef struct sbt_client {
+    int fd;
+    char *buf; /* received, not yet returned */
+    size_t len, cap;
+    bool eof; /* the server closed (or reset) the connection */
+} sbt_client;
+
+/* Connect to 127.0.0.1:port. Returns 0 or -1. Does not read the
+ * greeting. */
+int sbt_connect(sbt_client *c, int port);
+
+/* Connect and read the `info` greeting. Returns it (caller deletes with
+ * cJSON_Delete) or NULL. */
+cJSON *sbt_connect_info(sbt_client *c, int port);
+
+void sbt_close(sbt_client *c);
+
+/* Close with an RST (SO_LINGER 0). */
+void sbt_reset(sbt_client *c);
+
+/* Write all of buf[0..n). Returns 0 or -1. */
+int sbt_send(sbt_client *c, const void *buf, size_t n);
+
+/* Write a string. Returns 0 or -1. */
+int sbt_sends(sbt_client *c, const char *s);
+
+/* printf-style frame writer (the caller writes the "\n"). */
+int sbt_sendf(sbt_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The next line from the server without its "\n", waiting up to
+ * `timeout_ms`. Returns a malloc'd string (caller frees), or NULL on
+ * timeout, EOF or error. */
+char *sbt_read_line(sbt_client *c, int timeout_ms);
+
+/* The next frame, parsed. NULL on timeout, EOF or invalid JSON (which is a
+ * failure in itself: the server never sends invalid JSON). */
+cJSON *sbt_read(sbt_client *c, int timeout_ms);
+
+/* Read frames until one has "op" == `op` (skipping none: the next frame
+ * must be it). Returns it or NULL. */
+cJSON *sbt_expect(sbt_client *c, const char *op, int timeout_ms);
+
+/* Read the next frame and check it is an err with `code`. */
+bool sbt_expect_err(sbt_client *c, const char *code, int timeout_ms);
+
+/* Send `frame` (with "\n" appended) carrying an id and wait for the
+ * matching ok. Returns true on ok. */
+bool sbt_request_ok(sbt_client *c, const char *frame, int timeout_ms);
+
+/* True when the server closes the connection within `timeout_ms`
+ * (frames before the close are skipped). */
+bool sbt_wait_closed(sbt_client *c, int timeout_ms);
+
+/* True when nothing arrives within `ms`. */
+bool sbt_quiet(sbt_client *c, int ms);
+
+/* A string field of a frame, or NULL. */
+const char *sbt_str(const cJSON *j, const char *field);
+
+/* A number field of a frame, or -1. */
+double sbt_num(const cJSON *j, const char *field);
+
+/* Ask for stats on a fresh frame and return the stats object. */
+cJSON *sbt_stats(sbt_client *c, int timeout_ms);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+long long sbt_now_ms(void);
+
+#endif
