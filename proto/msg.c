@@ -111,7 +111,8 @@ static int opt_string(char *frame, const sb_json_member *m, sb_span *dst)
     return 0;
 }
 
-/* True for a group, name: 1..max bytes with no space or control byte. */
+/* True for a group name: 1..max bytes with no space and no control
+ * character (C0, DEL, or C1 encoded as 0xC2 0x80..0x9F), as topics. */
 static bool plain_label(sb_span s, size_t max)
 {
     if (s.n == 0 || s.n > max)
@@ -119,6 +120,9 @@ static bool plain_label(sb_span s, size_t max)
     for (size_t i = 0; i < s.n; i++) {
         unsigned char c = (unsigned char)s.p[i];
         if (c <= 0x20 || c == 0x7f)
+            return false;
+        if (c == 0xc2 && i + 1 < s.n && (unsigned char)s.p[i + 1] >= 0x80 &&
+            (unsigned char)s.p[i + 1] <= 0x9f)
             return false;
     }
     return true;
@@ -205,13 +209,14 @@ check_fields(char *frame, const sb_json_member *const *f, sb_client_msg *out)
     }
 }
 
-/* Map the members to known fields; refuse duplicates. */
-static sb_err index_fields(char *frame,
-                           const sb_json_member *m,
-                           size_t n,
-                           const sb_json_member **f,
-                           sb_client_msg *out)
+/* Map the members to known fields. Returns the first field given twice,
+ * or -1; the first occurrence is kept, so an `id` can still be reported. */
+static int index_fields(char *frame,
+                        const sb_json_member *m,
+                        size_t n,
+                        const sb_json_member **f)
 {
+    int dup = -1;
     for (size_t i = 0; i < n; i++) {
         const char *k = frame + m[i].key_off;
         size_t kn = m[i].key_len;
@@ -231,11 +236,14 @@ static sb_err index_fields(char *frame,
         int id = field_of(k, kn);
         if (id < 0)
             continue;
-        if (f[id] != NULL)
-            return fail_duplicate(out, field_names[id]);
+        if (f[id] != NULL) {
+            if (dup < 0)
+                dup = id;
+            continue;
+        }
         f[id] = &m[i];
     }
-    return SB_OK;
+    return dup;
 }
 
 sb_err sb_msg_parse(char *frame, size_t len, sb_client_msg *out)
@@ -261,16 +269,17 @@ sb_err sb_msg_parse(char *frame, size_t len, sb_client_msg *out)
         return fail(out, SB_ERR_BAD_FRAME, "too many fields (at most 64)");
 
     const sb_json_member *f[F__COUNT] = {0};
-    sb_err e = index_fields(frame, m, r.n_members, f, out);
-    if (e != SB_OK)
-        return e;
+    int dup = index_fields(frame, m, r.n_members, f);
 
     if (f[F_ID] != NULL && f[F_ID]->type != SB_JSON_NULL) {
         if (f[F_ID]->type != SB_JSON_STRING && f[F_ID]->type != SB_JSON_NUMBER)
             return fail(out, SB_ERR_BAD_FRAME,
                         "\"id\" must be a string or a number");
-        out->id = (sb_span){frame + f[F_ID]->val_off, f[F_ID]->val_len};
+        if (dup != F_ID)
+            out->id = (sb_span){frame + f[F_ID]->val_off, f[F_ID]->val_len};
     }
+    if (dup >= 0)
+        return fail_duplicate(out, field_names[dup]);
     if (f[F_OP] == NULL)
         return fail(out, SB_ERR_BAD_FRAME, "missing field \"op\"");
     if (f[F_OP]->type != SB_JSON_STRING)

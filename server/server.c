@@ -383,6 +383,7 @@ int sb_server_start(const sb_config *cfg,
     }
     s->cfg = *cfg;
     s->listen_fd = -1;
+    sb_log_set_level((sb_log_level)cfg->log_level);
     s->start_ms = sb_now_ms();
     atomic_init(&s->next_id, 1);
     pthread_mutex_init(&s->lock, NULL);

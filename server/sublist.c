@@ -12,8 +12,10 @@
  *   ending in '>' keeps its values on its '>' node, which is always a leaf.
  * A match walks the topic tokens, following the literal child and the '*'
  * child, and at each level collecting the '>' child's values; the '*' branch
- * is the only recursion, so the depth is bounded by the 128 tokens that a
- * 255-byte topic can hold.
+ * is the only recursion, so the depth is bounded by the number of tokens
+ * (128 in a valid topic). The topic is trusted to be valid, as the header
+ * says; only its length is checked, because the token arrays are sized by
+ * it, so an unchecked topic can give a wrong answer but never a crash.
  *
  * Pairs. Every (node, value) pair is also in one table, `pairs`, which maps
  * it to the value's position in node->vals. Duplicate checks and removal are
@@ -23,7 +25,9 @@
  * Results. A match collects the nodes whose values it wants (`hits`), then
  * copies their values into one scratch array. When more than one node
  * contributed, a value may appear twice (one client, two patterns), so the
- * copy goes through a pointer set that is reused from call to call.
+ * copy is deduplicated: by comparing each to each for a few values, through
+ * a pointer set reused from call to call for more. Scratch arrays only grow,
+ * so a steady workload stops allocating.
  *
  * Cache. Topic -> result, in an open-addressing table of at most cache_max
  * entries. Each entry is one allocation: header, topic bytes, result items.
@@ -32,7 +36,8 @@
  * stale entry is recomputed in place when its topic comes again, reusing its
  * memory; when the table is full a random entry is evicted and its memory
  * reused. The steady-state hit path is one hash of the topic, one probe and
- * one memcmp, with no allocation.
+ * one memcmp, with no allocation. Very large results are not cached (see
+ * CACHE_ITEMS_MAX), so that the cache is bounded in bytes as well.
  *
  * Pruning. A node with no values and no children is freed as soon as it
  * becomes so, bottom-up, and emptied tables and arrays are freed or shrunk,
@@ -85,17 +90,23 @@ typedef struct pair_slot {
 } pair_slot;
 
 /* One cached result. The block continues with the topic (tlen bytes, padded
- * to a pointer) and then room for `cap` items, which res.items points at. */
+ * to a pointer) and then the res.n items, which res.items points at. */
 typedef struct centry {
     sb_sublist_result res;
     uint64_t gen;
-    uint32_t cap;
+    size_t size; /* bytes in the block */
     uint32_t tlen;
 } centry;
 
 /* Up to this many values are deduplicated by comparing each to each; more
  * go through the pointer set. */
 #define DEDUPE_LINEAR_MAX 16
+
+/* Results with more values than this are not cached. cache_max bounds the
+ * entries, this bounds each one, so the cache stays under cache_max * 8 KiB
+ * of items even when thousands of clients subscribe to '>'. Little is lost:
+ * a match costs a few ns per value, and delivering each value costs more. */
+#define CACHE_ITEMS_MAX 1024
 
 struct sb_sublist {
     node *root;
@@ -145,26 +156,40 @@ static uint64_t mix64(uint64_t x)
     return x;
 }
 
+static uint64_t hash_step(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0x9fb21c651e98df25ULL;
+    return h ^ (h >> 29);
+}
+
 /* Eight bytes at a time; topics are short, so this stays a few dozen
  * cycles, and the final mix spreads every input bit to the low bits used
- * as table indexes. */
+ * as table indexes. The last partial word is read with whole loads that
+ * overlap bytes already read (the length is in the seed, so this is still
+ * a function of every byte): copying it byte by byte into a word would
+ * cost a store-forwarding stall on every call. */
 static uint64_t hash_bytes(uint64_t seed, const char *s, size_t len)
 {
+    const char *end = s + len;
     uint64_t h = seed ^ ((uint64_t)len * 0x9e3779b97f4a7c15ULL);
-    uint64_t w;
+    uint64_t w = 0;
 
-    for (; len >= 8; s += 8, len -= 8) {
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0x9fb21c651e98df25ULL;
-        h ^= h >> 29;
+    if (len >= 8) {
+        for (; end - s > 8; s += 8) {
+            memcpy(&w, s, 8);
+            h = hash_step(h, w);
+        }
+        memcpy(&w, end - 8, 8);
+    } else if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, end - 4, 4);
+        w = (uint64_t)a << 32 | b;
+    } else if (len > 0) {
+        w = (uint64_t)(unsigned char)s[0] << 16 |
+            (uint64_t)(unsigned char)s[len / 2] << 8 | (unsigned char)end[-1];
     }
-    if (len > 0) {
-        w = 0;
-        memcpy(&w, s, len);
-        h = (h ^ w) * 0x9fb21c651e98df25ULL;
-        h ^= h >> 29;
-    }
-    return mix64(h);
+    return mix64(hash_step(h, w));
 }
 
 static uint64_t hash_pair(const node *n, const void *value)
@@ -717,9 +742,11 @@ static int dedupe_set(sb_sublist *sl, size_t total, size_t *np)
     memset(sl->set, 0, cap * sizeof(*sl->set));
     for (size_t c = cap; c > 1; c >>= 1)
         shift--;
+    void **set = sl->set, **out = sl->buf;
     for (size_t i = 0; i < sl->nhits; i++) {
-        for (uint32_t k = 0; k < sl->hits[i]->nvals; k++) {
-            void *v = sl->hits[i]->vals[k];
+        const node *h = sl->hits[i];
+        for (uint32_t k = 0; k < h->nvals; k++) {
+            void *v = h->vals[k], *s;
             /* Fibonacci hashing: the top bits of one multiply. */
             size_t j =
                 (size_t)(((uint64_t)(uintptr_t)v * 0x9e3779b97f4a7c15ULL) >>
@@ -727,16 +754,18 @@ static int dedupe_set(sb_sublist *sl, size_t total, size_t *np)
             if (v == NULL) {
                 /* NULL marks empty slots, so a NULL value is noted aside. */
                 if (!have_null)
-                    sl->buf[n++] = v;
+                    out[n++] = v;
                 have_null = true;
                 continue;
             }
-            while (sl->set[j] != NULL && sl->set[j] != v)
+            /* Probe to v or to a hole; either way v belongs there. Storing
+             * and counting v is then branch-free: whether a value is new is
+             * a coin toss that a branch predictor would keep losing. */
+            while ((s = set[j]) != NULL && s != v)
                 j = (j + 1) & (cap - 1);
-            if (sl->set[j] == NULL) {
-                sl->set[j] = v;
-                sl->buf[n++] = v;
-            }
+            set[j] = v;
+            out[n] = v;
+            n += s == NULL;
         }
     }
     *np = n;
@@ -834,20 +863,19 @@ static centry *centry_fill(centry *e,
                            uint64_t gen)
 {
     size_t items_off = sizeof(*e) + align_ptr(len);
-    size_t cap = e && e->tlen == len ? e->cap : 0;
+    size_t need = items_off + r->n * sizeof(void *);
 
-    /* Reuse the block unless it is too small or far too large. */
-    if (e == NULL || e->tlen != len || r->n > cap || cap > 4 * r->n + 16) {
-        centry *ne;
-        cap = r->n;
-        ne = realloc(e, items_off + cap * sizeof(void *));
+    /* Reuse the block, an evicted entry's too, when it is large enough and
+     * not far too large: a cache that churns then stops allocating. */
+    if (e == NULL || e->size < need || e->size > 2 * need + 256) {
+        centry *ne = realloc(e, need);
         if (ne == NULL)
             return NULL;
         e = ne;
-        e->cap = (uint32_t)cap;
-        e->tlen = (uint32_t)len;
-        memcpy(centry_topic(e), t, len);
+        e->size = need;
     }
+    e->tlen = (uint32_t)len;
+    memcpy(centry_topic(e), t, len);
     e->res.items = (void **)((char *)e + items_off);
     e->res.n = r->n;
     if (r->n > 0)
@@ -901,6 +929,15 @@ static const sb_sublist_result *cache_add(sb_sublist *sl,
     return &ne->res;
 }
 
+/* Free the entry in slot i. */
+static void cache_drop(sb_sublist *sl, size_t i)
+{
+    centry *e = sl->cache[i].p;
+    hslot_del(sl->cache, sl->ccap, i);
+    sl->cn--;
+    free(e);
+}
+
 /* Recompute the stale entry in slot i in place. */
 static const sb_sublist_result *cache_refill(sb_sublist *sl,
                                              size_t i,
@@ -912,9 +949,7 @@ static const sb_sublist_result *cache_refill(sb_sublist *sl,
     centry *ne = centry_fill(e, t, len, r, sl->gen);
 
     if (ne == NULL) {
-        hslot_del(sl->cache, sl->ccap, i);
-        sl->cn--;
-        free(e);
+        cache_drop(sl, i);
         return r;
     }
     sl->cache[i].p = ne;
@@ -926,8 +961,8 @@ sb_sublist_match(sb_sublist *sl, const char *t, size_t len)
 {
     const sb_sublist_result *r;
 
-    /* No pattern matches an invalid topic; these two are checked because
-     * the token arrays are sized for SB_TOPIC_MAX. */
+    /* Too short or too long is invalid, and no pattern matches it; only
+     * these are checked, because the token arrays are sized by them. */
     if (len == 0 || len > SB_TOPIC_MAX) {
         sl->res.items = sl->buf;
         sl->res.n = 0;
@@ -946,6 +981,11 @@ sb_sublist_match(sb_sublist *sl, const char *t, size_t len)
     r = compute(sl, t, len);
     if (r == NULL)
         return NULL;
+    if (r->n > CACHE_ITEMS_MAX) {
+        if (i != SIZE_MAX)
+            cache_drop(sl, i);
+        return r;
+    }
     if (i != SIZE_MAX)
         return cache_refill(sl, i, t, len, r);
     return cache_add(sl, hash, t, len, r);

@@ -559,6 +559,30 @@ static void test_sublist_cache_eviction(void **state)
     sb_sublist_free(sl);
 }
 
+/* Results grow past what the cache keeps (1024 values) and shrink back:
+ * every answer stays exact, cached or not. */
+static void test_sublist_cache_large_results(void **state)
+{
+    sb_sublist *sl = *state;
+    static const size_t targets[] = {1000, 1100, 1500, 900, 1024, 1025, 0};
+    static void *want[1500];
+    size_t n = 0;
+
+    for (size_t k = 0; k < sizeof(targets) / sizeof(targets[0]); k++) {
+        while (n < targets[k]) {
+            assert_int_equal(insert(sl, "big.>", V(n)), 0);
+            want[n] = V(n);
+            n++;
+        }
+        while (n > targets[k]) {
+            n--;
+            assert_int_equal(remove_(sl, "big.>", V(n)), 0);
+        }
+        for (int round = 0; round < 3; round++)
+            assert_true(same_values(match(sl, "big.x"), want, n, "big.x"));
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Pruning and memory                                                      */
 
@@ -965,6 +989,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sublist_cache_follows_changes,
                                         setup, teardown),
         cmocka_unit_test(test_sublist_cache_eviction),
+        cmocka_unit_test_setup_teardown(test_sublist_cache_large_results, setup,
+                                        teardown),
         cmocka_unit_test(test_sublist_prune),
         cmocka_unit_test_setup_teardown(test_sublist_enomem_insert, setup,
                                         teardown),
