@@ -2,9 +2,10 @@
  *
  * Why it looks like this:
  * - Every client frame goes through sb_json_scan(), so the common case is
- *   kept short: plain ASCII string bytes are skipped four at a time with one
- *   table lookup each, and everything rarer (escapes, UTF-8 sequences,
- *   errors) lives in helpers off that loop.
+ *   kept short: plain ASCII string bytes are skipped eight at a time with
+ *   word-wide bit tests, whitespace is looked up in a table while the next
+ *   byte is fetched, and everything rarer (escapes, UTF-8 sequences,
+ *   errors) lives in helpers off that path.
  * - No recursion: nesting is a bit stack (1 = object, 0 = array) of
  *   SB_JSON_MAX_DEPTH bits on the C stack, so a hostile frame of a million
  *   '[' costs 16 bytes of stack and stops at depth 129.
@@ -13,7 +14,9 @@
  *   variable as in jsmn: each state knows what may come next, and a jump
  *   costs nothing.
  * - Errors report the first byte that cannot be part of a valid text, so a
- *   client can find its mistake; running out of input reports `len`. */
+ *   client can find its mistake; running out of input reports `len`. The
+ *   one exception is an unpaired surrogate, reported at the backslash of
+ *   the escape that is left unpaired. */
 #include "json.h"
 
 #include <errno.h>
@@ -116,6 +119,14 @@ static const uint8_t hex_val[256] = {
     ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12,
     ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
+
+/* For the few helpers of the hot loop that the compiler would otherwise
+ * call: a call costs more than scanning a short string. */
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
 
 /* Where and why the scan stopped. */
 struct scan_err {
@@ -232,23 +243,55 @@ static const uint8_t *string_special(const uint8_t *p,
     return scan_utf8(p, end, c, e);
 }
 
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) &&                            \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Where the first byte that is not plain string text lies among the eight
+ * at p (8 if none): the usual SWAR tests for a zero byte (after XOR with
+ * '"' and '\\'), a byte below 0x20 and a byte with its top bit set. A test
+ * can flag a byte falsely only above a byte it flags rightly, so the lowest
+ * flag is exact; little-endian puts the first byte lowest. */
+static inline unsigned plain_run8(const uint8_t *p)
+{
+    const uint64_t ones = 0x0101010101010101u;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    uint64_t q = v ^ (ones * '"');
+    uint64_t b = v ^ (ones * '\\');
+    uint64_t m = ((q - ones) & ~q) | ((b - ones) & ~b) | (v - ones * 0x20) | v;
+    m &= ones * 0x80;
+    return m ? (unsigned)__builtin_ctzll(m) >> 3 : 8;
+}
+#else
+static inline unsigned plain_run8(const uint8_t *p)
+{
+    unsigned i = 0;
+    while (i < 8 && str_class[p[i]] == C_PLAIN)
+        i++;
+    return i;
+}
+#endif
+
 /* A string whose opening quote is just before p. Returns the byte after the
  * closing quote; sets *escaped when the string holds an escape. */
-static inline const uint8_t *scan_string(const uint8_t *p,
-                                         const uint8_t *end,
-                                         bool *escaped,
-                                         struct scan_err *e)
+static ALWAYS_INLINE const uint8_t *scan_string(const uint8_t *p,
+                                                const uint8_t *end,
+                                                bool *escaped,
+                                                struct scan_err *e)
 {
     *escaped = false;
     for (;;) {
         /* The hot loop: most string bytes are plain ASCII. */
-        while (end - p >= 4 && (str_class[p[0]] | str_class[p[1]] |
-                                str_class[p[2]] | str_class[p[3]]) == 0)
-            p += 4;
+        while (end - p >= 8) {
+            unsigned n = plain_run8(p);
+            p += n;
+            if (n < 8)
+                goto special;
+        }
         while (p < end && str_class[*p] == C_PLAIN)
             p++;
         if (p == end)
             return fail(e, end, "unterminated string");
+    special:
         if (*p == '"')
             return p + 1;
         p = string_special(p, end, escaped, e);
@@ -382,147 +425,159 @@ static inline const uint8_t *scan_scalar(const uint8_t *p,
     }
 }
 
-/* The scanner's state between labels, kept together so that the members
- * bookkeeping does not clutter the grammar. */
-struct scan {
+/* The members of the top-level object, as the grammar finds them. */
+struct members {
     const uint8_t *buf;
-    sb_json_member *members;
-    size_t max_members;
-    size_t n_members; /* members of the top-level object fully scanned */
-    bool top_object;  /* the top-level value is an object */
-    uint8_t stack[SB_JSON_MAX_DEPTH / 8]; /* bit set: that level is an object */
+    sb_json_member *m;
+    size_t max;
+    size_t n; /* members whose value has been scanned */
 };
 
-static inline void push(struct scan *s, unsigned depth, bool object)
+/* A key has just been scanned (quotes excluded). */
+static inline void member_key(struct members *ms,
+                              const uint8_t *key,
+                              const uint8_t *key_end,
+                              bool escaped)
 {
-    uint8_t bit = (uint8_t)(1u << (depth & 7));
-    if (object)
-        s->stack[depth >> 3] |= bit;
-    else
-        s->stack[depth >> 3] &= (uint8_t)~bit;
+    if (ms->n < ms->max) {
+        sb_json_member *m = &ms->m[ms->n];
+        m->key_off = (uint32_t)(key - ms->buf);
+        m->key_len = (uint32_t)(key_end - key);
+        m->key_escaped = escaped;
+    }
 }
 
-static inline bool is_object(const struct scan *s, unsigned depth)
+/* The member's value starts at p. */
+static inline void member_value(struct members *ms, const uint8_t *p)
 {
-    return (s->stack[(depth - 1) >> 3] >> ((depth - 1) & 7)) & 1;
+    if (ms->n < ms->max)
+        ms->m[ms->n].val_off = (uint32_t)(p - ms->buf);
 }
 
-/* A key of the top-level object has just been scanned (quotes excluded). */
-static void
-member_key(struct scan *s, const uint8_t *key, const uint8_t *end, bool escaped)
+/* The member's value ends just before p. */
+static inline void
+member_end(struct members *ms, const uint8_t *p, bool escaped)
 {
-    if (s->n_members >= s->max_members)
-        return;
-    sb_json_member *m = &s->members[s->n_members];
-    m->key_off = (uint32_t)(key - s->buf);
-    m->key_len = (uint32_t)(end - key);
-    m->key_escaped = escaped;
-}
-
-/* The value of a top-level member starts at p. */
-static void member_value(struct scan *s, const uint8_t *p)
-{
-    if (s->n_members < s->max_members)
-        s->members[s->n_members].val_off = (uint32_t)(p - s->buf);
-}
-
-/* The value of a top-level member ends just before p. */
-static void member_end(struct scan *s, const uint8_t *p, bool escaped)
-{
-    if (s->n_members < s->max_members) {
-        sb_json_member *m = &s->members[s->n_members];
-        m->val_len = (uint32_t)(p - s->buf) - m->val_off;
-        m->type = type_of(s->buf[m->val_off]);
+    if (ms->n < ms->max) {
+        sb_json_member *m = &ms->m[ms->n];
+        m->val_len = (uint32_t)(p - ms->buf) - m->val_off;
+        m->type = type_of(ms->buf[m->val_off]);
         m->val_escaped = m->type == SB_JSON_STRING && escaped;
     }
-    s->n_members++;
+    ms->n++;
 }
 
-/* The grammar itself: one value between p and end. Returns the byte after
- * it, or NULL with *e set. Longer than most functions here because it is
- * one state machine; the labels are its states. */
-static const uint8_t *scan_value(struct scan *s,
+/* Skips whitespace at *pp and returns the byte there, or -1 at the end: one
+ * test where a skip, an end check and a load would be three. */
+static ALWAYS_INLINE int peek(const uint8_t **pp, const uint8_t *end)
+{
+    const uint8_t *p = *pp;
+    while (p < end) {
+        if (!(out_class[*p] & T_WS)) {
+            *pp = p;
+            return *p;
+        }
+        p++;
+    }
+    *pp = p;
+    return -1;
+}
+
+/* The grammar itself: the value at p (not whitespace), up to end. Returns
+ * the byte after it, or NULL with *e set. Longer than most functions here
+ * because it is one state machine: the labels are its states, and the
+ * state that matters (depth, the kind of the innermost container, the byte
+ * at p) stays in locals, which the compiler keeps in registers. */
+static const uint8_t *scan_value(struct members *ms,
                                  const uint8_t *p,
                                  const uint8_t *end,
                                  struct scan_err *e)
 {
+    /* One bit per open container, set for an object. */
+    uint64_t stack[(SB_JSON_MAX_DEPTH + 63) / 64] = {0};
     unsigned depth = 0;
+    bool in_object = false; /* the innermost container is an object */
     bool escaped = false;
+    int c = *p;
+    /* The depth at which values are top-level members; 0 never matches,
+     * as depth is at least 1 wherever it is compared. */
+    const unsigned member_depth = (unsigned)(c == '{');
 
-value:
-    p = skip_ws(p, end);
-    if (p < end && (*p == '{' || *p == '[')) {
-        bool object = *p == '{';
+value: /* c = *p is the first byte of a value, or -1 at the end */
+    if (c == '{' || c == '[') {
         if (depth == SB_JSON_MAX_DEPTH) {
             fail(e, p, "nesting too deep");
             e->rc = -E2BIG;
             return NULL;
         }
-        push(s, depth++, object);
-        p = skip_ws(p + 1, end);
-        if (p < end && *p == (object ? '}' : ']')) {
-            p++;
-            depth--;
-            goto after;
-        }
-        if (object)
+        in_object = c == '{';
+        if (in_object)
+            stack[depth >> 6] |= (uint64_t)1 << (depth & 63);
+        else
+            stack[depth >> 6] &= ~((uint64_t)1 << (depth & 63));
+        depth++;
+        p++;
+        c = peek(&p, end);
+        if (c == (in_object ? '}' : ']'))
+            goto close;
+        if (in_object)
             goto key;
         goto value;
     }
-    if (p == end)
+    if (c < 0)
         return bad_value(p, end, e);
     p = scan_scalar(p, end, &escaped, e);
     if (p == NULL)
         return NULL;
 
-after:
+after: /* just after a value */
     if (depth == 0)
         return p;
-    if (depth == 1 && s->top_object)
-        member_end(s, p, escaped);
-    p = skip_ws(p, end);
-    if (p == end)
-        return fail(e, end, "unexpected end of input");
-    if (is_object(s, depth)) {
-        if (*p == '}') {
-            p++;
-            depth--;
-            goto after;
-        }
-        if (*p != ',')
-            return fail(e, p, "expected ',' or '}'");
-        p = skip_ws(p + 1, end);
-        goto key;
-    }
-    if (*p == ']') {
+    if (depth == member_depth)
+        member_end(ms, p, escaped);
+    c = peek(&p, end);
+    if (c == ',') {
         p++;
-        depth--;
-        goto after;
+        c = peek(&p, end);
+        if (in_object)
+            goto key;
+        goto value;
     }
-    if (*p != ',')
-        return fail(e, p, "expected ',' or ']'");
-    p++;
-    goto value;
+    if (c != (in_object ? '}' : ']')) {
+        if (c < 0)
+            return fail(e, end, "unexpected end of input");
+        return fail(e, p,
+                    in_object ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
 
-key:
-    if (p == end)
-        return fail(e, end, "unexpected end of input");
-    if (*p != '"')
+close: /* at the closing byte of the innermost container */
+    p++;
+    if (--depth > 0)
+        in_object = (stack[(depth - 1) >> 6] >> ((depth - 1) & 63)) & 1;
+    goto after;
+
+key: /* c = *p is where a key is due in an object, or -1 at the end */
+    if (c != '"') {
+        if (c < 0)
+            return fail(e, end, "unexpected end of input");
         return fail(e, p, "expected string key");
+    }
     const uint8_t *k = p + 1;
     p = scan_string(k, end, &escaped, e);
     if (p == NULL)
         return NULL;
-    if (depth == 1 && s->top_object)
-        member_key(s, k, p - 1, escaped);
-    p = skip_ws(p, end);
-    if (p == end)
-        return fail(e, end, "unexpected end of input");
-    if (*p != ':')
+    if (depth == member_depth)
+        member_key(ms, k, p - 1, escaped);
+    c = peek(&p, end);
+    if (c != ':') {
+        if (c < 0)
+            return fail(e, end, "unexpected end of input");
         return fail(e, p, "expected ':'");
-    p = skip_ws(p + 1, end);
-    if (depth == 1 && s->top_object)
-        member_value(s, p);
+    }
+    p++;
+    c = peek(&p, end);
+    if (depth == member_depth)
+        member_value(ms, p);
     goto value;
 }
 
@@ -553,15 +608,12 @@ int sb_json_scan(const char *buf,
         res->err_off = len;
         return -EINVAL;
     }
-    struct scan s = {.buf = start,
-                     .members = members,
-                     .max_members = max_members,
-                     .top_object = *first == '{'};
+    struct members ms = {.buf = start, .m = members, .max = max_members};
     struct scan_err e = {.msg = NULL, .at = NULL, .rc = 0};
-    const uint8_t *p = scan_value(&s, first, end, &e);
+    const uint8_t *p = scan_value(&ms, first, end, &e);
     if (p != NULL && (p = skip_ws(p, end)) != end)
         p = fail(&e, p, "trailing characters");
-    res->n_members = s.n_members;
+    res->n_members = ms.n;
     if (p == NULL) {
         res->err = e.msg;
         res->err_off = (size_t)(e.at - start);
@@ -625,7 +677,8 @@ static char *unescape_one(char *d, const char *s, size_t n, size_t *used)
     }
     long cp = hex4(s, n);
     if (cp < 0) {
-        /* Not valid input: copy the backslash, as promised nothing. */
+        /* Text the scanner rejects: the result is unspecified, but this
+         * keeps it in bounds. Copy the backslash as it is. */
         *used = 1;
         *d++ = '\\';
         return d;

@@ -15,10 +15,12 @@
  * - `lock` is a leaf: nothing else is locked while it is held and no
  *   function calls back into the caller, so it cannot take part in a
  *   deadlock.
- * - No syscall is made with the lock held. Whether the eventfd must be
- *   written is decided under the lock; the write() happens after unlocking.
- *   Rings made obsolete by growing or shrinking are freed after unlocking
- *   too, since free() of a large block may munmap().
+ * - No syscall is made with the lock held, but for the futex calls inside
+ *   pthread_cond_signal() and pthread_cond_broadcast(), which are made only
+ *   when a thread sleeps on the condition variable. Whether the eventfd must
+ *   be written is decided under the lock; the write() happens after
+ *   unlocking. Rings made obsolete by growing or shrinking are freed after
+ *   unlocking too, since free() of a large block may munmap().
  * - The one exception is malloc() when the ring grows: it happens at most
  *   log2(max_items) times per fill, and the copy into the new ring needs the
  *   lock anyway, so dropping and retaking the lock around it would cost more

@@ -656,6 +656,35 @@ static void log_close(sb_conn *c)
                sb_conn_reason_str(reason));
 }
 
+/* After a final err frame, close gently: send FIN, then read and discard
+ * what the peer still sends until it closes or a short deadline. Closing
+ * with unread input would make the kernel send a reset, which can destroy
+ * the err frame before the peer reads it. */
+static void lingering_close(sb_conn *c)
+{
+    int reason = atomic_load(&c->close_reason);
+    if (reason == SB_CLOSE_EOF || reason == SB_CLOSE_IO ||
+        reason == SB_CLOSE_NOMEM || atomic_load(&c->srv->state) == SB_CLOSING)
+        return;
+    sb_io_shutdown(&c->io);
+    uint64_t deadline = sb_now_ms() + LINGER_MS / 2;
+    char buf[4096];
+    for (;;) {
+        uint64_t now = sb_now_ms();
+        if (now >= deadline)
+            return;
+        struct pollfd p = {.fd = c->io.fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        ssize_t r = sb_io_read(&c->io, buf, sizeof(buf));
+        if (r == 0 || (r < 0 && r != -EAGAIN))
+            return;
+    }
+}
+
 static void conn_finish(sb_conn *c)
 {
     sb_server *s = c->srv;
@@ -676,6 +705,7 @@ static void conn_finish(sb_conn *c)
     c->out_n = 0;
     sb_framer_destroy(&c->framer);
     log_close(c);
+    lingering_close(c);
     sb_io_close(&c->io);
     sb_server__fd_released(s);
     sb_queue_close(c->sendq);
@@ -721,7 +751,8 @@ int sb_conn_start(sb_conn *c)
     char name[16];
     snprintf(name, sizeof(name), "conn-%" PRIu64, c->id);
     sb_server__register(s, c);
-    int rc = sb_thread_create(&c->thread, name, s->cfg.thread_stack_kib * 1024,
+    pthread_t t; /* not kept: the worker hands itself to the reaper */
+    int rc = sb_thread_create(&t, name, s->cfg.thread_stack_kib * 1024,
                               conn_main, c);
     if (rc < 0) {
         sb_server__unregister(s, c);

@@ -50,7 +50,6 @@ typedef struct sb_conn {
     uint64_t id;
     sb_server *srv;
     sb_queue *sendq;
-    pthread_t thread;
     bool inproc;
     char peer[64];
 

@@ -40,6 +40,11 @@ static ssize_t plain_writev(sb_io *io, const struct iovec *iov, int cnt)
     }
 }
 
+static void plain_shutdown(sb_io *io)
+{
+    shutdown(io->fd, SHUT_WR); /* ENOTCONN after a reset is harmless */
+}
+
 static void plain_close(sb_io *io)
 {
     if (io->fd >= 0) {
@@ -50,7 +55,8 @@ static void plain_close(sb_io *io)
     }
 }
 
-static const sb_io_ops plain_ops = {plain_read, plain_writev, plain_close};
+static const sb_io_ops plain_ops = {plain_read, plain_writev, plain_shutdown,
+                                    plain_close};
 
 void sb_io_init_plain(sb_io *io, int fd)
 {

@@ -24,6 +24,9 @@ typedef struct sb_io_ops {
      * bytes written (possibly fewer than asked), -EAGAIN when none could be,
      * or another negative errno (-EPIPE, -ECONNRESET, ...). Retries EINTR. */
     ssize_t (*writev)(sb_io *io, const struct iovec *iov, int cnt);
+    /* End our direction of the stream (FIN) after everything written;
+     * reading goes on. */
+    void (*shutdown)(sb_io *io);
     /* Close the transport and its socket. */
     void (*close)(sb_io *io);
 } sb_io_ops;
@@ -45,6 +48,11 @@ static inline ssize_t sb_io_read(sb_io *io, void *buf, size_t n)
 static inline ssize_t sb_io_writev(sb_io *io, const struct iovec *iov, int cnt)
 {
     return io->ops->writev(io, iov, cnt);
+}
+
+static inline void sb_io_shutdown(sb_io *io)
+{
+    io->ops->shutdown(io);
 }
 
 static inline void sb_io_close(sb_io *io)

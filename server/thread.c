@@ -10,9 +10,26 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* The thread names itself before running: once pthread_create() returns,
+ * the new thread may already have finished and freed what holds `t`. */
+struct start {
+    void *(*fn)(void *);
+    void *arg;
+    char name[16];
+};
+
+static void *thread_start(void *p)
+{
+    struct start st = *(struct start *)p;
+    free(p);
+    pthread_setname_np(pthread_self(), st.name); /* cosmetic */
+    return st.fn(st.arg);
+}
 
 int sb_thread_create(pthread_t *t,
                      const char *name,
@@ -20,24 +37,30 @@ int sb_thread_create(pthread_t *t,
                      void *(*fn)(void *),
                      void *arg)
 {
+    struct start *st = malloc(sizeof(*st));
+    if (st == NULL)
+        return -ENOMEM;
+    st->fn = fn;
+    st->arg = arg;
+    snprintf(st->name, sizeof(st->name), "%s", name);
     pthread_attr_t attr;
     int rc = pthread_attr_init(&attr);
-    if (rc != 0)
+    if (rc != 0) {
+        free(st);
         return -rc;
+    }
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t stack = (stack_bytes + page - 1) / page * page;
     if (stack < (size_t)PTHREAD_STACK_MIN)
         stack = (size_t)PTHREAD_STACK_MIN;
     rc = pthread_attr_setstacksize(&attr, stack);
     if (rc == 0)
-        rc = pthread_create(t, &attr, fn, arg);
+        rc = pthread_create(t, &attr, thread_start, st);
     pthread_attr_destroy(&attr);
-    if (rc != 0)
+    if (rc != 0) {
+        free(st);
         return -rc;
-    char short_name[16];
-    strncpy(short_name, name, sizeof(short_name) - 1);
-    short_name[sizeof(short_name) - 1] = '\0';
-    pthread_setname_np(*t, short_name); /* cosmetic: failure is harmless */
+    }
     return 0;
 }
 

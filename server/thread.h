@@ -14,8 +14,10 @@
 #include <stddef.h>
 
 /* Start `fn(arg)` on a new thread named `name` (at most 15 bytes shown)
- * with a stack of `stack_bytes`. Returns 0 or a negative errno (-EAGAIN
- * when the system is out of threads). */
+ * with a stack of `stack_bytes`. *t is written before the thread runs; a
+ * thread that may free the memory holding *t must not be given it (pass a
+ * local). Returns 0 or a negative errno (-EAGAIN when the system is out of
+ * threads). */
 int sb_thread_create(pthread_t *t,
                      const char *name,
                      size_t stack_bytes,

@@ -468,6 +468,82 @@ static const struct scan_row utf8_rows[] = {
     BAD("{\"a\":\"b\xC0\"}", 7, E_UTF8),
 };
 
+/* Special bytes at every alignment inside a long string, so that they are
+ * met by the eight-byte scan as well as by the byte loop: the row's bytes
+ * go after k plain bytes (k = 0..16) and before 24 more; off is relative
+ * to the first inserted byte. */
+struct sweep_row {
+    const char *ins;
+    size_t len;
+    int rc;
+    size_t off;
+    const char *err;
+};
+
+#define SW_OK(s)                                                               \
+    {                                                                          \
+        s, sizeof(s) - 1, 0, 0, NULL                                           \
+    }
+#define SW_BAD(s, off, msg)                                                    \
+    {                                                                          \
+        s, sizeof(s) - 1, -EINVAL, off, msg                                    \
+    }
+
+static const struct sweep_row sweep_rows[] = {
+    SW_OK(""),
+    SW_OK("\\n"),
+    SW_OK("\\\\"),
+    SW_OK("\\\""),
+    SW_OK("\\u00e9"),
+    SW_OK("\\uD83D\\uDE00"),
+    SW_OK("\x7F"),
+    SW_OK("\xC3\xA9"),
+    SW_OK("\xE2\x82\xAC"),
+    SW_OK("\xF0\x9F\x98\x80"),
+    SW_BAD("\"", 1, E_TRAIL), /* closes the string early */
+    SW_BAD("\x00", 0, E_CTRL),
+    SW_BAD("\x01", 0, E_CTRL),
+    SW_BAD("\x1F", 0, E_CTRL),
+    SW_BAD("\n", 0, E_CTRL),
+    SW_BAD("\x80", 0, E_UTF8),
+    SW_BAD("\xBF", 0, E_UTF8),
+    SW_BAD("\xFF", 0, E_UTF8),
+    SW_BAD("\xC0\x80", 0, E_UTF8),
+    SW_BAD("\xC3(", 1, E_UTF8),
+    SW_BAD("\xE0\x80\x80", 1, E_UTF8),
+    SW_BAD("\xED\xA0\x80", 1, E_UTF8),
+    SW_BAD("\xF4\x90\x80\x80", 1, E_UTF8),
+    SW_BAD("\xF0\x9F\x98(", 3, E_UTF8),
+    SW_BAD("\\x", 1, E_ESC),
+    SW_BAD("\\uD800", 0, E_SURR),
+    SW_BAD("\\uDC00", 0, E_SURR),
+};
+
+static void test_json_scan_string_sweep(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(sweep_rows) / sizeof(sweep_rows[0]); i++) {
+        const struct sweep_row *w = &sweep_rows[i];
+        for (size_t k = 0; k <= 16; k++) {
+            char in[64];
+            size_t n = 0;
+            in[n++] = '"';
+            memset(in + n, 'a', k);
+            n += k;
+            memcpy(in + n, w->ins, w->len);
+            n += w->len;
+            memset(in + n, 'b', 24);
+            n += 24;
+            in[n++] = '"';
+            struct scan_row r = {
+                in, n, w->rc, SB_JSON_STRING, 1 + k + w->off, w->err};
+            if (w->rc != 0)
+                r.type = SB_JSON_NONE;
+            check_scan_row(&r, "sweep_rows", i);
+        }
+    }
+}
+
 static void test_json_scan_types(void **state)
 {
     (void)state;
@@ -873,6 +949,28 @@ static void test_json_unescape_rows(void **state)
         check_unescape_row(&unescape_rows[i], i);
 }
 
+/* Text the scanner rejects decodes to something unspecified, but never
+ * more than `len` bytes and never read past the end. */
+static void test_json_unescape_rejected_text(void **state)
+{
+    (void)state;
+    static const char *const ins[] = {"\\",      "a\\",          "\\u",
+                                      "\\u12",   "\\uZZZZ",      "\\x",
+                                      "\\uD800", "\\uD800\\u12", "\\uDC00"};
+    for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+        size_t len = strlen(ins[i]);
+        char *src = malloc(len);
+        char *dst = malloc(len);
+        assert_non_null(src);
+        assert_non_null(dst);
+        memcpy(src, ins[i], len);
+        assert_true(sb_json_unescape(dst, src, len) <= len);
+        assert_true(sb_json_unescape(src, src, len) <= len);
+        free(src);
+        free(dst);
+    }
+}
+
 struct escape_row {
     const char *in;
     size_t in_len;
@@ -1056,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_json_scan_escapes),
         cmocka_unit_test(test_json_scan_surrogates),
         cmocka_unit_test(test_json_scan_utf8),
+        cmocka_unit_test(test_json_scan_string_sweep),
         cmocka_unit_test(test_json_scan_every_first_byte),
         cmocka_unit_test(test_json_scan_depth),
         cmocka_unit_test(test_json_scan_depth_edges),
@@ -1066,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_json_scan_members_on_error),
         cmocka_unit_test(test_json_scan_result_fields),
         cmocka_unit_test(test_json_unescape_rows),
+        cmocka_unit_test(test_json_unescape_rejected_text),
         cmocka_unit_test(test_json_escape_rows),
         cmocka_unit_test(test_json_escape_every_byte),
         cmocka_unit_test(test_json_string_rows_round_trip),

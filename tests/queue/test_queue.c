@@ -33,7 +33,8 @@
 
 /* How long a test waits for a helper thread to get somewhere before it
  * fails: generous, for sanitizers on a loaded machine. */
-#define DEADLINE_MS 10000.0
+#define WAIT_MS 10000
+#define DEADLINE_MS ((double)WAIT_MS)
 
 /* Items are small integers disguised as pointers: the queue never looks at
  * them. */
@@ -198,7 +199,12 @@ static void start_blocked(struct waiter *w)
     double deadline = now_ms() + DEADLINE_MS;
     int tid;
     while ((tid = atomic_load(&w->tid)) == 0 || thread_state(tid) != 'S') {
-        assert_true(now_ms() < deadline);
+        if (now_ms() > deadline) {
+            /* Free the thread before failing: teardown frees the queue. */
+            sb_queue_close(w->q);
+            pthread_join(w->thread, NULL);
+            fail_msg("thread %d never slept in the queue", tid);
+        }
         sleep_briefly();
     }
 }
@@ -352,6 +358,21 @@ static void test_queue_push_many_partial(void **state)
     assert_int_equal(sb_queue_len(q), 0);
 }
 
+static void test_queue_push_many_grows(void **state)
+{
+    sb_queue *q = *state; /* 100000 items. */
+    void *items[100];
+    for (uintptr_t i = 0; i < 100; i++) {
+        items[i] = item_of(i + 10);
+    }
+    /* One batch that needs a ring several times larger, wrapped. */
+    push_values(q, 0, 10);
+    pop_values(q, 0, 7);
+    assert_int_equal(sb_queue_try_push_many(q, items, NULL, 100), 100);
+    assert_int_equal(sb_queue_len(q), 103);
+    pop_values(q, 7, 110);
+}
+
 static void test_queue_push_force(void **state)
 {
     (void)state;
@@ -390,6 +411,9 @@ static void test_queue_grows_and_shrinks(void **state)
     push_values(q, 0, 100000);
     assert_int_equal(sb_queue_try_push(q, item_of(0), 0), -EAGAIN);
     pop_values(q, 0, 100000);
+    /* Shrink with the head far from slot 0. */
+    push_values(q, 0, 300);
+    pop_values(q, 0, 300);
     /* Drained, it shrank; it must still work, wrapped too. */
     push_values(q, 0, 12);
     pop_values(q, 0, 6);
@@ -458,11 +482,13 @@ static void test_queue_counters(void **state)
 
 /* ---- Timeouts. ---- */
 
-/* A timed wait lasts at least its timeout, and not absurdly longer. */
+/* A timed wait lasts at least its timeout, and not much longer: the slack
+ * allows for sanitizers on a loaded machine, yet catches a timeout taken in
+ * the wrong unit. */
 static void assert_waited(double elapsed_ms, int timeout_ms)
 {
     assert_true(elapsed_ms >= (double)timeout_ms);
-    assert_true(elapsed_ms < (double)timeout_ms + 5000.0);
+    assert_true(elapsed_ms < (double)timeout_ms + 2000.0);
 }
 
 static void test_queue_push_timeout(void **state)
@@ -470,8 +496,8 @@ static void test_queue_push_timeout(void **state)
     sb_queue *q = *state; /* 4 items. */
     push_values(q, 1, 5);
     double start = now_ms();
-    assert_int_equal(sb_queue_push(q, item_of(5), 0, 150), -ETIMEDOUT);
-    assert_waited(now_ms() - start, 150);
+    assert_int_equal(sb_queue_push(q, item_of(5), 0, 300), -ETIMEDOUT);
+    assert_waited(now_ms() - start, 300);
     assert_int_equal(sb_queue_len(q), 4);
 }
 
@@ -480,12 +506,12 @@ static void test_queue_pop_timeout(void **state)
     sb_queue *q = *state;
     void *item = item_of(7);
     double start = now_ms();
-    assert_int_equal(sb_queue_pop(q, &item, NULL, 150), -ETIMEDOUT);
-    assert_waited(now_ms() - start, 150);
+    assert_int_equal(sb_queue_pop(q, &item, NULL, 300), -ETIMEDOUT);
+    assert_waited(now_ms() - start, 300);
     assert_int_equal(value_of(item), 7); /* Untouched. */
     start = now_ms();
-    assert_int_equal(sb_queue_pop_batch(q, &item, NULL, 1, 120), -ETIMEDOUT);
-    assert_waited(now_ms() - start, 120);
+    assert_int_equal(sb_queue_pop_batch(q, &item, NULL, 1, 1250), -ETIMEDOUT);
+    assert_waited(now_ms() - start, 1250);
     /* A timeout of 0 does not wait. */
     assert_int_equal(sb_queue_pop(q, &item, NULL, 0), -EAGAIN);
     assert_int_equal(sb_queue_pop_batch(q, &item, NULL, 1, 0), -EAGAIN);
@@ -493,24 +519,36 @@ static void test_queue_pop_timeout(void **state)
 
 /* ---- Blocked waiters. ---- */
 
+/* A waiter that should be woken gets WAIT_MS to wait: if it is not woken, it
+ * times out, and the test fails on its elapsed time instead of hanging. */
+static void assert_woken(const struct waiter *w, int rc)
+{
+    assert_int_equal(w->rc, rc);
+    assert_true(w->elapsed_ms < (double)WAIT_MS);
+}
+
 static void test_queue_push_wakes_blocked_poppers(void **state)
 {
     sb_queue *q = *state;
-    struct waiter w[2] = {
-        {.q = q, .op = OP_POP, .timeout_ms = -1},
-        {.q = q, .op = OP_POP_BATCH, .timeout_ms = 60000},
+    struct waiter w[3] = {
+        {.q = q, .op = OP_POP, .timeout_ms = WAIT_MS},
+        {.q = q, .op = OP_POP_BATCH, .timeout_ms = WAIT_MS},
+        {.q = q, .op = OP_POP, .timeout_ms = WAIT_MS},
     };
-    start_blocked(&w[0]);
-    start_blocked(&w[1]);
-    /* One push of two items, one eventfd write: both poppers must wake. */
-    void *items[2] = {item_of(1), item_of(2)};
-    assert_int_equal(sb_queue_try_push_many(q, items, NULL, 2), 2);
-    join(&w[0]);
-    join(&w[1]);
-    assert_int_equal(w[0].rc, 0);
-    assert_int_equal(w[1].rc, 1);
-    assert_int_equal(value_of(w[0].item) + value_of(w[1].item), 3);
-    assert_int_not_equal(value_of(w[0].item), value_of(w[1].item));
+    for (int i = 0; i < 3; i++) {
+        start_blocked(&w[i]);
+    }
+    /* One push of three items: every popper must wake, though a push
+     * signals only one of them. */
+    void *items[3] = {item_of(1), item_of(2), item_of(3)};
+    assert_int_equal(sb_queue_try_push_many(q, items, NULL, 3), 3);
+    uintptr_t sum = 0;
+    for (int i = 0; i < 3; i++) {
+        join(&w[i]);
+        assert_woken(&w[i], w[i].op == OP_POP_BATCH ? 1 : 0);
+        sum += value_of(w[i].item);
+    }
+    assert_int_equal(sum, 6);
     assert_int_equal(sb_queue_len(q), 0);
 }
 
@@ -523,23 +561,36 @@ static void test_queue_pop_wakes_blocked_pushers(void **state)
          .op = OP_PUSH,
          .item = item_of(2),
          .bytes = 5,
-         .timeout_ms = -1},
+         .timeout_ms = WAIT_MS},
         {.q = q,
          .op = OP_PUSH,
          .item = item_of(3),
          .bytes = 5,
-         .timeout_ms = 60000},
+         .timeout_ms = WAIT_MS},
     };
     start_blocked(&w[0]);
     start_blocked(&w[1]);
-    /* One pop frees room for both. */
+    /* One pop frees the bytes for both. */
     pop_values(q, 1, 2);
     join(&w[0]);
     join(&w[1]);
-    assert_int_equal(w[0].rc, 0);
-    assert_int_equal(w[1].rc, 0);
+    assert_woken(&w[0], 0);
+    assert_woken(&w[1], 0);
     assert_int_equal(sb_queue_len(q), 2);
     assert_int_equal(sb_queue_bytes(q), 10);
+}
+
+static void test_queue_pop_wakes_one_blocked_pusher(void **state)
+{
+    sb_queue *q = *state; /* 1 item. */
+    push_values(q, 1, 2);
+    struct waiter w = {
+        .q = q, .op = OP_PUSH, .item = item_of(2), .timeout_ms = WAIT_MS};
+    start_blocked(&w);
+    pop_values(q, 1, 2);
+    join(&w);
+    assert_woken(&w, 0);
+    pop_values(q, 2, 3);
 }
 
 static void test_queue_close_wakes_blocked_poppers(void **state)
@@ -547,7 +598,7 @@ static void test_queue_close_wakes_blocked_poppers(void **state)
     sb_queue *q = *state;
     struct waiter w[3] = {
         {.q = q, .op = OP_POP, .item = item_of(9), .timeout_ms = -1},
-        {.q = q, .op = OP_POP, .item = item_of(9), .timeout_ms = 60000},
+        {.q = q, .op = OP_POP, .item = item_of(9), .timeout_ms = WAIT_MS},
         {.q = q, .op = OP_POP_BATCH, .item = item_of(9), .timeout_ms = -1},
     };
     for (int i = 0; i < 3; i++) {
@@ -568,7 +619,7 @@ static void test_queue_close_wakes_blocked_pushers(void **state)
     push_values(q, 1, 2);
     struct waiter w[2] = {
         {.q = q, .op = OP_PUSH, .item = item_of(2), .timeout_ms = -1},
-        {.q = q, .op = OP_PUSH, .item = item_of(3), .timeout_ms = 60000},
+        {.q = q, .op = OP_PUSH, .item = item_of(3), .timeout_ms = WAIT_MS},
     };
     start_blocked(&w[0]);
     start_blocked(&w[1]);
@@ -923,6 +974,7 @@ int main(void)
         QUEUE_TEST(test_queue_oversize_item_into_empty,
                    setup_8_items_100_bytes),
         QUEUE_TEST(test_queue_push_many_partial, setup_8_items_100_bytes),
+        QUEUE_TEST(test_queue_push_many_grows, setup_large),
         cmocka_unit_test(test_queue_push_force),
         QUEUE_TEST(test_queue_grows_and_shrinks, setup_large),
         QUEUE_TEST(test_queue_pop_batch, setup_large),
@@ -931,6 +983,7 @@ int main(void)
         QUEUE_TEST(test_queue_pop_timeout, setup_4_items),
         QUEUE_TEST(test_queue_push_wakes_blocked_poppers, setup_4_items),
         QUEUE_TEST(test_queue_pop_wakes_blocked_pushers, setup_10_bytes),
+        QUEUE_TEST(test_queue_pop_wakes_one_blocked_pusher, setup_1_item),
         QUEUE_TEST(test_queue_close_wakes_blocked_poppers, setup_4_items),
         QUEUE_TEST(test_queue_close_wakes_blocked_pushers, setup_1_item),
         QUEUE_TEST(test_queue_close_drains_then_epipe, setup_4_items),

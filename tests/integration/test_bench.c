@@ -1,0 +1,352 @@
+/* test_bench.c - the load tool against the real sockbusd: its JSON report
+ * is complete and consistent, groups, pacing, idle connections, and clear
+ * failures when there is no server or the server goes away. */
+#define _GNU_SOURCE /* pipe2 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#ifndef SOCKBUS_BENCH_PATH
+#error "SOCKBUS_BENCH_PATH must name the sockbus-bench binary"
+#endif
+
+#define RUN_TIMEOUT_MS 60000
+
+/* What one run of the bench printed and how it ended. */
+typedef struct bench_run {
+    int status;  /* exit status, or -1 when it had to be killed */
+    char *out;   /* stdout, NUL-terminated (owned) */
+    char *err;   /* stderr, NUL-terminated (owned) */
+    long long ms; /* wall time */
+} bench_run;
+
+static void run_free(bench_run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Appends what is readable on fd to *buf; returns false at EOF. */
+static bool drain(int fd, char **buf, size_t *len)
+{
+    char chunk[4096];
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+        return true;
+    if (n <= 0)
+        return false;
+    char *nb = realloc(*buf, *len + (size_t)n + 1);
+    if (nb == NULL)
+        return false;
+    memcpy(nb + *len, chunk, (size_t)n);
+    *len += (size_t)n;
+    nb[*len] = '\0';
+    *buf = nb;
+    return true;
+}
+
+static pid_t spawn(const char *const *args, int out[2], int err[2])
+{
+    const char *argv[40];
+    size_t n = 0;
+    argv[n++] = SOCKBUS_BENCH_PATH;
+    for (size_t i = 0; args[i] && n < 39; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        dup2(err[1], STDERR_FILENO);
+        close(out[0]);
+        close(err[0]);
+        execv(SOCKBUS_BENCH_PATH, (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    return pid;
+}
+
+/* Reads both pipes until EOF or the deadline; then reaps the child,
+ * killing it first if it is still running. */
+static void collect(bench_run *r, pid_t pid, int out, int err, long long start)
+{
+    size_t olen = 0, elen = 0;
+    bool oopen = true, eopen = true;
+    long long deadline = start + RUN_TIMEOUT_MS;
+    while ((oopen || eopen) && sbt_now_ms() < deadline) {
+        struct pollfd p[2] = {{.fd = oopen ? out : -1, .events = POLLIN},
+                              {.fd = eopen ? err : -1, .events = POLLIN}};
+        if (poll(p, 2, (int)(deadline - sbt_now_ms())) <= 0)
+            continue;
+        if (p[0].revents)
+            oopen = drain(out, &r->out, &olen);
+        if (p[1].revents)
+            eopen = drain(err, &r->err, &elen);
+    }
+    int st = 0;
+    if (oopen || eopen)
+        kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    r->status = (!oopen && !eopen && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
+    r->ms = sbt_now_ms() - start;
+}
+
+/* Runs sockbus-bench with args (NULL-terminated), bounded in time. */
+static void run_bench(bench_run *r, const char *const *args)
+{
+    memset(r, 0, sizeof(*r));
+    r->out = calloc(1, 1);
+    r->err = calloc(1, 1);
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+        r->status = -1;
+        return;
+    }
+    long long start = sbt_now_ms();
+    pid_t pid = spawn(args, out, err);
+    collect(r, pid, out[0], err[0], start);
+    close(out[0]);
+    close(err[0]);
+}
+
+static int setup(void **state)
+{
+    sbt_server *s = calloc(1, sizeof(*s));
+    if (s == NULL || sbt_server_start(s, NULL) < 0) {
+        free(s);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    sbt_server *s = *state;
+    int st = sbt_server_stop(s, SIGTERM, 10000);
+    free(s);
+    return st == 0 ? 0 : -1;
+}
+
+static double num(const cJSON *j, const char *path_a, const char *path_b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, path_a);
+    if (path_b != NULL)
+        v = cJSON_GetObjectItemCaseSensitive(v, path_b);
+    if (!cJSON_IsNumber(v)) {
+        fprintf(stderr, "missing number %s%s%s\n", path_a, path_b ? "." : "",
+                path_b ? path_b : "");
+        return -1;
+    }
+    return v->valuedouble;
+}
+
+/* Runs the bench with --json against the test server, checks it exited
+ * 0, and returns its report (caller deletes). */
+static cJSON *bench_json(const sbt_server *s, const char *const *extra)
+{
+    char server[64];
+    snprintf(server, sizeof(server), "127.0.0.1:%d", s->port);
+    const char *args[32] = {"--server", server, "--json", "--timeout", "20"};
+    size_t n = 5;
+    for (size_t i = 0; extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    bench_run r;
+    run_bench(&r, args);
+    if (r.status != 0)
+        fprintf(stderr, "bench exited %d\nstdout: %s\nstderr: %s\n", r.status,
+                r.out, r.err);
+    assert_int_equal(r.status, 0);
+    cJSON *j = cJSON_Parse(r.out);
+    if (j == NULL)
+        fprintf(stderr, "not JSON: %s\n", r.out);
+    run_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+/* What every complete report must satisfy. */
+static void assert_consistent(const cJSON *j, double expected)
+{
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "complete")));
+    assert_true(num(j, "expected", NULL) == expected);
+    assert_true(num(j, "delivered", NULL) == expected);
+    assert_true(num(j, "lost", NULL) == 0);
+    assert_true(num(j, "out_of_order", NULL) == 0);
+    assert_true(num(j, "dropped", NULL) == 0);
+    assert_true(num(j, "pub_rate", NULL) > 0);
+    assert_true(num(j, "sub_rate", NULL) > 0);
+    assert_true(num(j, "pub_mbps", NULL) > 0);
+    assert_true(num(j, "sub_mbps", NULL) > 0);
+    assert_true(num(j, "duration_s", NULL) > 0);
+    double p50 = num(j, "latency_us", "p50"), p90 = num(j, "latency_us", "p90");
+    double p99 = num(j, "latency_us", "p99");
+    double p999 = num(j, "latency_us", "p999");
+    double max = num(j, "latency_us", "max");
+    assert_true(p50 > 0);
+    assert_true(p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max);
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(j, "per_client");
+    assert_true(num(pc, "pub_rate", "min") > 0);
+    assert_true(num(pc, "pub_rate", "min") <= num(pc, "pub_rate", "max"));
+    const cJSON *errors = cJSON_GetObjectItemCaseSensitive(j, "errors");
+    assert_int_equal(cJSON_GetArraySize(errors), 0);
+}
+
+static void test_bench_fan_out_complete(void **state)
+{
+    const char *args[] = {"--pubs", "2", "--subs", "2", "--msgs", "2000",
+                          NULL};
+    cJSON *j = bench_json(*state, args);
+    assert_string_equal(sbt_str(j, "proto"), "sockbus");
+    assert_true(num(j, "published", NULL) == 2000);
+    assert_consistent(j, 2 * 2000);
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(j, "per_client");
+    const cJSON *subs = cJSON_GetObjectItemCaseSensitive(pc, "subs");
+    assert_int_equal(cJSON_GetArraySize(subs), 2);
+    const cJSON *sub;
+    cJSON_ArrayForEach(sub, subs)
+    {
+        assert_true(num(sub, "msgs", NULL) == 2000);
+    }
+    cJSON_Delete(j);
+}
+
+static void test_bench_group_delivers_once(void **state)
+{
+    const char *args[] = {"--pubs", "2", "--subs", "3", "--msgs",
+                          "3000", "--group", "workers", NULL};
+    cJSON *j = bench_json(*state, args);
+    assert_consistent(j, 3000);
+    assert_string_equal(sbt_str(j, "group"), "workers");
+    cJSON_Delete(j);
+}
+
+static void test_bench_rate_is_paced(void **state)
+{
+    /* 1000 messages at 2000/s take about half a second. */
+    const char *args[] = {"--msgs", "1000", "--rate", "2000", NULL};
+    cJSON *j = bench_json(*state, args);
+    assert_consistent(j, 1000);
+    double secs = num(j, "pub_duration_s", NULL);
+    assert_true(secs >= 0.45);
+    assert_true(num(j, "pub_rate", NULL) <= 2000 * 1.1);
+    cJSON_Delete(j);
+}
+
+static void test_bench_idle_connections(void **state)
+{
+    const char *args[] = {"--conns", "50", "--msgs", "500", NULL};
+    cJSON *j = bench_json(*state, args);
+    assert_consistent(j, 500);
+    assert_true(num(j, "idle", "open") == 50);
+    assert_true(num(j, "idle", "closed") == 0);
+    cJSON_Delete(j);
+}
+
+static void test_bench_duration(void **state)
+{
+    const char *args[] = {"--duration", "0.5", "--rate", "1000", NULL};
+    cJSON *j = bench_json(*state, args);
+    double published = num(j, "published", NULL);
+    assert_true(published >= 400 && published <= 600);
+    assert_consistent(j, published);
+    cJSON_Delete(j);
+}
+
+/* A port nobody listens on: bound but never listening, so no other
+ * process can take it during the test. */
+static void test_bench_no_server_fails_fast(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    char server[64];
+    snprintf(server, sizeof(server), "127.0.0.1:%d", ntohs(a.sin_port));
+    const char *args[] = {"--server", server, "--msgs", "10", NULL};
+    bench_run r;
+    run_bench(&r, args);
+    close(fd);
+    assert_int_equal(r.status, 1);
+    assert_true(r.ms < 5000);
+    assert_non_null(strstr(r.err, "cannot connect"));
+    assert_non_null(strstr(r.err, "refused"));
+    run_free(&r);
+}
+
+/* The server dies in the middle of a paced run: the bench ends at once
+ * with exit 1 and says the server went away. */
+static void test_bench_server_gone(void **state)
+{
+    (void)state;
+    sbt_server s;
+    assert_int_equal(sbt_server_start(&s, NULL), 0);
+    char server[64];
+    snprintf(server, sizeof(server), "127.0.0.1:%d", s.port);
+    const char *args[] = {"--server", server, "--msgs", "100000", "--rate",
+                          "2000", "--timeout", "30", NULL};
+    pid_t killer = fork();
+    if (killer == 0) {
+        usleep(700 * 1000);
+        kill(s.pid, SIGKILL);
+        _exit(0);
+    }
+    bench_run r;
+    run_bench(&r, args);
+    waitpid(killer, NULL, 0);
+    sbt_server_stop(&s, SIGKILL, 5000);
+    assert_int_equal(r.status, 1);
+    assert_true(r.ms < 10000);
+    assert_non_null(strstr(r.out, "Complete: no"));
+    assert_true(strstr(r.out, "closed the connection") ||
+                strstr(r.out, "reset"));
+    run_free(&r);
+}
+
+static void test_bench_bad_flag(void **state)
+{
+    (void)state;
+    const char *args[] = {"--size", "8", NULL};
+    bench_run r;
+    run_bench(&r, args);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--size"));
+    run_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bench_fan_out_complete),
+        cmocka_unit_test(test_bench_group_delivers_once),
+        cmocka_unit_test(test_bench_rate_is_paced),
+        cmocka_unit_test(test_bench_idle_connections),
+        cmocka_unit_test(test_bench_duration),
+        cmocka_unit_test(test_bench_no_server_fails_fast),
+        cmocka_unit_test(test_bench_server_gone),
+        cmocka_unit_test(test_bench_bad_flag),
+    };
+    return cmocka_run_group_tests_name("bench", tests, setup, teardown);
+}
