@@ -7,6 +7,7 @@
 #include "framer.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,11 @@ int sb_framer_space(sb_framer *f, size_t want, char **p, size_t *n)
         f->end = pending;
     }
     if (f->cap - f->end < want) {
+        /* Double for amortised growth, but not past one frame plus this
+         * read: once drained, less than max_frame bytes are pending. */
         size_t cap = f->cap ? f->cap * 2 : want;
+        if (f->max_frame <= SIZE_MAX - want && cap > f->max_frame + want)
+            cap = f->max_frame + want;
         if (cap < f->end + want)
             cap = f->end + want;
         char *nb = realloc(f->buf, cap);

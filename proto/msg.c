@@ -400,7 +400,7 @@ sb_frame *sb_msg_build_info(const sb_info *in)
 sb_frame *sb_msg_build_ok(sb_span id)
 {
     static const char head[] = "{\"op\":\"ok\",\"id\":";
-    sb_frame *f = sb_frame_alloc(sizeof(head) + id.n + 2, 0);
+    sb_frame *f = sb_frame_alloc(sizeof(head) + (id.p ? id.n : 4) + 2, 0);
     if (f == NULL)
         return NULL;
     char *p = PUT_LIT(f->text, head);

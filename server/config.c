@@ -21,8 +21,11 @@ void sb_config_defaults(sb_config *c)
     c->max_conns = 16384;
     c->max_frame = 1024 * 1024; /* 1 MiB */
     c->max_subs = 4096;
-    c->send_queue = 16384;                  /* frames */
-    c->send_queue_bytes = 16 * 1024 * 1024; /* 16 MiB */
+    /* As deep as nats-server's max_pending (64 MiB): a subscriber that
+     * reads as fast as publishers write on average rides out bursts; the
+     * ring grows only as far as it is used. */
+    c->send_queue = 262144;                 /* frames */
+    c->send_queue_bytes = 64 * 1024 * 1024; /* 64 MiB */
     c->recv_queue = 16384;                  /* publications */
     c->recv_queue_bytes = 64 * 1024 * 1024; /* 64 MiB */
     c->slow_policy = SB_SLOW_DISCONNECT;
@@ -30,6 +33,8 @@ void sb_config_defaults(sb_config *c)
     c->drain_ms = 5000;
     c->thread_stack_kib = 256;
     c->log_level = SB_LOG_INFO;
+    c->log_json = false;
+    snprintf(c->cluster_prefix, sizeof(c->cluster_prefix), "sockbus");
 }
 
 const char *sb_config_usage(void)
@@ -47,9 +52,9 @@ const char *sb_config_usage(void)
            "  --max-subs N             subscriptions per connection "
            "(default 4096)\n"
            "  --send-queue N           frames queued per connection "
-           "(default 16384)\n"
+           "(default 262144)\n"
            "  --send-queue-bytes BYTES bytes queued per connection "
-           "(default 16777216)\n"
+           "(default 64m; k, m, g suffixes work for every BYTES)\n"
            "  --recv-queue N           publications waiting for the bus "
            "(default 16384)\n"
            "  --recv-queue-bytes BYTES their bytes (default 67108864)\n"
@@ -188,7 +193,9 @@ enum kind {
     K_POLICY,
     K_TOKEN,
     K_TOKEN_FILE,
-    K_LEVEL
+    K_LEVEL,
+    K_LOG_FORMAT,
+    K_STRING
 };
 struct flag {
     const char *name;
@@ -213,7 +220,32 @@ static const struct flag flags[] = {
     {"--token", K_TOKEN, 0},
     {"--token-file", K_TOKEN_FILE, 0},
     {"--log-level", K_LEVEL, 0},
+    {"--log-format", K_LOG_FORMAT, 0},
+    {"--http", K_STRING, OFF(http_listen)},
+    {"--config", K_STRING, OFF(config_file)},
+    {"--cluster", K_STRING, OFF(cluster)},
+    {"--cluster-prefix", K_STRING, OFF(cluster_prefix)},
+    {"--node", K_STRING, OFF(node)},
 };
+
+/* Size of each K_STRING field, by offset. */
+static size_t string_cap(size_t off)
+{
+    switch (off) {
+    case OFF(http_listen):
+        return sizeof(((sb_config *)0)->http_listen);
+    case OFF(config_file):
+        return sizeof(((sb_config *)0)->config_file);
+    case OFF(cluster):
+        return sizeof(((sb_config *)0)->cluster);
+    case OFF(cluster_prefix):
+        return sizeof(((sb_config *)0)->cluster_prefix);
+    case OFF(node):
+        return sizeof(((sb_config *)0)->node);
+    default:
+        return 0;
+    }
+}
 
 static int apply(
     sb_config *c, const struct flag *f, const char *v, char *err, size_t errlen)
@@ -252,6 +284,24 @@ static int apply(
         if (l < 0)
             goto bad;
         c->log_level = l;
+        return 0;
+    }
+    case K_LOG_FORMAT:
+        if (strcmp(v, "text") == 0)
+            c->log_json = false;
+        else if (strcmp(v, "json") == 0)
+            c->log_json = true;
+        else
+            goto bad;
+        return 0;
+    case K_STRING: {
+        size_t cap = string_cap(f->off), vn = strlen(v);
+        if (vn >= cap) {
+            snprintf(err, errlen, "%s: value longer than %zu bytes", f->name,
+                     cap - 1);
+            return -1;
+        }
+        memcpy((char *)c + f->off, v, vn + 1);
         return 0;
     }
     }

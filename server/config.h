@@ -27,10 +27,16 @@ typedef struct sb_config {
     size_t recv_queue;       /* publications waiting for the bus */
     size_t recv_queue_bytes; /* their bytes */
     sb_slow_policy slow_policy;
-    uint32_t heartbeat_ms;   /* 0 turns heartbeats off */
-    uint32_t drain_ms;       /* time given to deliver queued frames at stop */
-    size_t thread_stack_kib; /* stack of each connection thread */
-    int log_level;           /* sb_log_level */
+    uint32_t heartbeat_ms;    /* 0 turns heartbeats off */
+    uint32_t drain_ms;        /* time given to deliver queued frames at stop */
+    size_t thread_stack_kib;  /* stack of each connection thread */
+    int log_level;            /* sb_log_level */
+    bool log_json;            /* one JSON object per log line */
+    char http_listen[300];    /* monitoring HOST:PORT, empty when off */
+    char config_file[4096];   /* --config FILE, empty when none */
+    char cluster[4096];       /* NATS URLs, comma-separated; empty: off */
+    char cluster_prefix[128]; /* NATS subject prefix of this bus */
+    char node[128];           /* node name; empty: host name and port */
     bool has_token;
     char token[4097]; /* required by connect when has_token */
 } sb_config;

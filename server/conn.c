@@ -633,8 +633,12 @@ static void conn_loop(sb_conn *c)
         }
         if (p[1].revents & POLLIN)
             sb_queue_clear_fd(c->sendq); /* clear first, then drain */
-        if (c->held_n > 0 && flush_held(c))
-            process_frames(c); /* resume frames left in the framer */
+        if (c->held_n > 0 && flush_held(c)) {
+            /* Room again: handle the frames left in the framer, and hand
+             * over what they produce (POLLIN may not fire for them). */
+            process_frames(c);
+            flush_held(c);
+        }
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR) && can_read(c))
             conn_read(c);
         if (atomic_load(&c->close_reason) != SB_CLOSE_IO)

@@ -278,6 +278,19 @@ static bool answers(const sb_client_frame *f, long long id)
     return cJSON_IsNumber(v) && v->valuedouble == (double)id;
 }
 
+/* True for an err sent without an id because the server could not read
+ * the frame (and so not its id either). */
+static bool unreadable_err(const sb_client_frame *f)
+{
+    if (strcmp(f->op, "err") != 0 ||
+        cJSON_GetObjectItemCaseSensitive(f->json, "id") != NULL)
+        return false;
+    const char *code = sb_client_frame_str(f, "code");
+    return code != NULL &&
+           (strcmp(code, "bad_json") == 0 || strcmp(code, "bad_frame") == 0 ||
+            strcmp(code, "frame_too_large") == 0);
+}
+
 /* The answer to `id` if it is among the kept frames (it was read while
  * waiting for something else), else NULL. */
 static sb_client_frame *kept_answer(sb_client *c, long long id)
@@ -413,7 +426,7 @@ int sb_client_wait_ok(sb_client *c,
     int rc = sb_client_flush(c);
     while (rc == 0) {
         rc = read_frame(c, deadline, &f);
-        if (rc == 0 && answers(f, id))
+        if (rc == 0 && (answers(f, id) || unreadable_err(f)))
             return take_answer(f, err_out);
         if (rc == 0)
             rc = keep(c, f);
@@ -703,30 +716,124 @@ int sb_client_fd(const sb_client *c)
 
 /* ---- JSON helpers ------------------------------------------------------ */
 
-/* Where nesting first goes deeper than max_depth, or -1. Strings are
- * skipped so that brackets inside them do not count. */
-static long too_deep(const char *s, size_t n, int max_depth)
+/* Length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
 {
+    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : lo;
+    hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : hi;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static const unsigned char *digits(const unsigned char *p,
+                                   const unsigned char *end)
+{
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+/* Length of the RFC 8259 number at p, or 0 when it is not one (cJSON
+ * reads numbers with strtod and takes 01, 1. or 1.e5, which the server
+ * refuses). */
+static size_t number_len(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *q = p < end && *p == '-' ? p + 1 : p;
+    if (q < end && *q == '0')
+        q++;
+    else if (q < end && is_digit(*q))
+        q = digits(q, end);
+    else
+        return 0;
+    if (q < end && *q == '.') {
+        if (q + 1 >= end || !is_digit(q[1]))
+            return 0;
+        q = digits(q + 1, end);
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q += q + 1 < end && (q[1] == '+' || q[1] == '-') ? 2 : 1;
+        if (q >= end || !is_digit(*q))
+            return 0;
+        q = digits(q, end);
+    }
+    if (q < end && (is_digit(*q) || *q == '.' || *q == 'e' || *q == 'E' ||
+                    *q == '+' || *q == '-'))
+        return 0; /* 01, 1.2.3 */
+    return (size_t)(q - p);
+}
+
+/* Check the string whose opening quote is at *p: UTF-8, and no raw
+ * control characters (cJSON lets both through; escapes are left to it).
+ * Returns NULL with *p past the string, or why with *p at the bad byte
+ * (the end when the string is not closed). */
+static const char *scan_string(const unsigned char **p,
+                               const unsigned char *end)
+{
+    const unsigned char *q = *p + 1;
+    while (q < end && *q != '"') {
+        size_t k = *q == '\\' ? 2 : utf8_len(q, end);
+        *p = q;
+        if (*q < 0x20)
+            return "control character in a string";
+        if (k == 0)
+            return "invalid UTF-8";
+        q += k;
+    }
+    *p = q < end ? q + 1 : end;
+    return q < end ? NULL : "unexpected end of input";
+}
+
+/* What the server checks and cJSON does not: nesting, numbers, strings.
+ * Returns the offset of the first problem (*why says what), or -1. */
+static long
+strict_scan(const char *text, size_t n, int max_depth, const char **why)
+{
+    const unsigned char *s = (const unsigned char *)text, *end = s + n;
     int depth = 0;
-    bool in_str = false, esc = false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (in_str) {
-            if (esc)
-                esc = false;
-            else if (ch == '\\')
-                esc = true;
-            else if (ch == '"')
-                in_str = false;
-        } else if (ch == '"') {
-            in_str = true;
-        } else if ((ch == '{' || ch == '[') && ++depth > max_depth) {
-            return (long)i;
-        } else if (ch == '}' || ch == ']') {
+    *why = NULL;
+    for (const unsigned char *p = s; p < end;) {
+        const unsigned char *next = p + 1;
+        if (*p == '"') {
+            *why = scan_string(&p, end);
+            next = p;
+        } else if (*p == '-' || is_digit(*p)) {
+            size_t k = number_len(p, end);
+            *why = k ? NULL : "invalid number";
+            next = p + k;
+        } else if ((*p == '{' || *p == '[') && ++depth > max_depth) {
+            *why = "nested too deep";
+        } else if (*p == '}' || *p == ']') {
             depth--;
         }
+        if (*why != NULL)
+            return (long)(p - s);
+        p = next;
     }
-    return -1;
+    if (depth > 0)
+        *why = "unexpected end of input";
+    return depth > 0 ? (long)n : -1;
 }
 
 static bool json_space(char ch)
@@ -743,11 +850,14 @@ int sb_client_parse_json(const char *text,
 {
     if (out != NULL)
         *out = NULL;
-    long deep = too_deep(text, n, max_depth);
-    if (deep >= 0)
+    const char *why = NULL;
+    long bad = strict_scan(text, n, max_depth, &why);
+    if (bad >= 0 && strcmp(why, "nested too deep") == 0)
         return set_err(err, errlen, -EINVAL,
                        "nested deeper than %d levels at byte %ld", max_depth,
-                       deep);
+                       bad);
+    if (bad >= 0)
+        return set_err(err, errlen, -EINVAL, "%s at byte %ld", why, bad);
     const char *end = text;
     cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, false);
     if (j == NULL) {

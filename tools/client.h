@@ -124,7 +124,12 @@ int sb_client_read(sb_client *c, int timeout_ms, sb_client_frame **out);
 /* Wait for the ok or err that answers frame `id` (sent by the caller).
  * Other frames are kept for sb_client_read. Returns 0 on ok; -EREMOTEIO
  * on err, with the err frame in *err_out when err_out is not NULL (owned);
- * otherwise as sb_client_read. */
+ * otherwise as sb_client_read.
+ * An err without an id whose code says the server could not read a frame
+ * (bad_json, bad_frame, frame_too_large) also ends the wait: the server
+ * cannot echo an id it could not read, so with one frame in flight it is
+ * the answer. A caller that pipelined frames without ids checks whether
+ * the err has an "id" and, if not, counts it and waits again. */
 int sb_client_wait_ok(sb_client *c,
                       long long id,
                       int timeout_ms,
@@ -147,9 +152,11 @@ char *sb_client_pub_text(const char *topic,
                          long long id);
 
 /* Parse `n` bytes of JSON that must hold exactly one value (whitespace
- * around it is allowed), refusing arrays and objects nested deeper than
- * `max_depth` before cJSON sees them (cJSON recurses). Returns 0 and *out
- * (owned: cJSON_Delete; out may be NULL to only check), or -EINVAL with a
+ * around it is allowed) with the server's rules: before cJSON sees the
+ * text (it recurses, and is lenient), refuse arrays and objects nested
+ * deeper than `max_depth`, numbers outside RFC 8259 (01, 1., 1.e5), raw
+ * control characters in strings and invalid UTF-8 (RFC 3629). Returns 0 and
+ * *out (owned: cJSON_Delete; out may be NULL to only check), or -EINVAL with a
  * reason and byte offset in `err` (err may be NULL). */
 int sb_client_parse_json(const char *text,
                          size_t n,

@@ -103,6 +103,7 @@ typedef struct publisher {
     double rate;               /* this publisher's msgs/s; 0: flat out */
     int64_t t0, stop_at;       /* stop_at: --duration's end */
     int64_t stall;             /* no byte taken by then: give up */
+    int64_t next_read;         /* paced: look for server data then */
     bool pong_due;
 } publisher;
 
@@ -246,11 +247,16 @@ static int pub_loop(publisher *p)
         int rc = pub_write(p);
         if (rc == 0 && p->pong_due)
             rc = pub_pong(p);
-        if (rc == 0)
+        int64_t now = sbb_now_ns();
+        /* Flat out, one recv() per 64 KiB batch is nothing; paced, one per
+         * message would be most of the tool's CPU: then look at most once
+         * a millisecond (pings and Redis replies can wait that long). */
+        if (rc == 0 && now >= p->next_read) {
             rc = pub_read(p);
+            p->next_read = p->rate > 0 ? now + 1000000 : 0;
+        }
         if (rc < 0)
             return rc;
-        int64_t now = sbb_now_ns();
         if (p->sent >= p->quota || now >= p->stop_at)
             return 0;
         if (atomic_load_explicit(&p->sh->stopping, memory_order_relaxed))
@@ -425,13 +431,18 @@ static int sub_loop(sbb_worker *w)
 {
     sbb_shared *sh = w->sh;
     for (;;) {
-        ssize_t r = sbb_conn_fill(&w->conn);
-        if (r == -EAGAIN) {
-            /* Bounded by stop_fd: the main thread writes it within
-             * --timeout of the last publisher finishing. */
+        /* After a short read, wait first: a recv() that would only say
+         * EAGAIN costs a system call per message at low rates. Bounded by
+         * stop_fd: the main thread writes it within --timeout of the last
+         * publisher finishing. */
+        if (w->conn.drained) {
             int rc = sbb_poll(w->conn.fd, POLLIN, sh->stop_fd, INT64_MAX);
             if (rc < 0)
                 return rc;
+        }
+        ssize_t r = sbb_conn_fill(&w->conn);
+        if (r == -EAGAIN) {
+            w->conn.drained = true;
             continue;
         }
         if (r < 0)

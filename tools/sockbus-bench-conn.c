@@ -184,9 +184,11 @@ ssize_t sbb_conn_fill(sbb_conn *c)
     if (rc < 0)
         return rc;
     for (;;) {
-        ssize_t r = recv(c->fd, c->in + c->len, c->cap - c->len, MSG_DONTWAIT);
+        size_t room = c->cap - c->len;
+        ssize_t r = recv(c->fd, c->in + c->len, room, MSG_DONTWAIT);
         if (r > 0) {
             c->len += (size_t)r;
+            c->drained = (size_t)r < room;
             return r;
         }
         if (r == 0) {

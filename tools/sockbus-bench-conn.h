@@ -35,7 +35,9 @@ typedef struct sbb_conn {
     sbb_proto proto;
     char *in; /* received bytes not parsed yet are in[off..len) */
     size_t off, len, cap;
-    bool eof; /* the server closed its side */
+    bool eof;     /* the server closed its side */
+    bool drained; /* the last fill took less than it had room for: the
+                     socket is most likely empty, wait before reading */
 } sbb_conn;
 
 /* Connects to `addr` (borrowed) within the deadline, with TCP_NODELAY and

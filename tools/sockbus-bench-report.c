@@ -129,6 +129,20 @@ static void print_clients(FILE *f,
                 grouped(s.min, a), grouped(s.avg, b), grouped(s.max, m));
 }
 
+/* CPU use over the run, in percent of one core (200 = two cores). */
+static double cpu_pct(double cpu_s, const sbb_result *r)
+{
+    return r->cpu_window_s > 0 ? 100.0 * cpu_s / r->cpu_window_s : 0.0;
+}
+
+static void print_cpu(FILE *f, const sbb_result *r)
+{
+    fprintf(f, "CPU (%% of a core): bench %.0f", cpu_pct(r->bench_cpu_s, r));
+    if (r->server_cpu_s >= 0)
+        fprintf(f, ", server %.0f", cpu_pct(r->server_cpu_s, r));
+    fprintf(f, "\n");
+}
+
 static void print_errors(FILE *f, const sbb_result *r)
 {
     for (unsigned i = 0; i < r->npubs; i++)
@@ -150,8 +164,10 @@ static void print_rss(FILE *f, const sbb_opts *o, const sbb_result *r)
                 r->idle_open, r->idle_closed);
     if (o->server_pid <= 0)
         return;
-    fprintf(f, "Server RSS: before %ld KiB, with %u idle connections %ld KiB",
-            r->rss_before_kib, r->idle_open, r->rss_conns_kib);
+    fprintf(f, "Server RSS: before %ld KiB", r->rss_before_kib);
+    if (r->idle_open > 0)
+        fprintf(f, ", with %u idle connections %ld KiB", r->idle_open,
+                r->rss_conns_kib);
     if (r->idle_open > 0 && r->rss_before_kib >= 0 && r->rss_conns_kib >= 0)
         fprintf(f, " (%.1f KiB each)",
                 (double)(r->rss_conns_kib - r->rss_before_kib) / r->idle_open);
@@ -192,6 +208,7 @@ void sbb_report_text(FILE *f, const sbb_opts *o, const sbb_result *r)
     if (s.bad)
         fprintf(f, ", corrupt %llu", (unsigned long long)s.bad);
     fprintf(f, "\n");
+    print_cpu(f, r);
     print_rss(f, o, r);
     print_errors(f, r);
     fprintf(f, "Complete: %s\n", s.complete ? "yes" : "no");
@@ -262,6 +279,10 @@ static void add_server(cJSON *j, const sbb_opts *o, const sbb_result *r)
         cJSON_AddNumberToObject(i, "open", r->idle_open);
         cJSON_AddNumberToObject(i, "closed", r->idle_closed);
     }
+    cJSON *cpu = cJSON_AddObjectToObject(j, "cpu_pct");
+    cJSON_AddNumberToObject(cpu, "bench", cpu_pct(r->bench_cpu_s, r));
+    if (r->server_cpu_s >= 0)
+        cJSON_AddNumberToObject(cpu, "server", cpu_pct(r->server_cpu_s, r));
     if (o->server_pid <= 0)
         return;
     cJSON *m = cJSON_AddObjectToObject(j, "server_rss_kib");

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -56,6 +57,39 @@ static long server_rss(pid_t pid)
             kib = atol(line + 6);
     fclose(f);
     return kib;
+}
+
+/* CPU seconds (user and system) that `pid` has used, from fields 14 and
+ * 15 of /proc/PID/stat; -1 when unknown. */
+static double server_cpu(pid_t pid)
+{
+    if (pid <= 0)
+        return -1;
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold spaces: count fields after its ')'. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (p == NULL || sscanf(p + 1,
+                            " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%llu %llu",
+                            &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int resolve(run *x, char *err, size_t errlen)
@@ -289,6 +323,7 @@ static void monitor(run *x, sbb_result *r)
         atomic_store(&x->sh.expected,
                      o->group[0] ? (o->subs ? o->msgs : 0) : o->msgs * o->subs);
     }
+    double server0 = server_cpu(o->server_pid), self0 = self_cpu();
     int64_t t0 = sbb_now_ns();
     atomic_store(&x->sh.t0, t0);
     x->next_tick = t0 + NS_PER_S;
@@ -313,6 +348,10 @@ static void monitor(run *x, sbb_result *r)
             break;
         }
     }
+    double server1 = server_cpu(o->server_pid);
+    r->cpu_window_s = (double)(sbb_now_ns() - t0) / NS_PER_S;
+    r->server_cpu_s = server0 >= 0 && server1 >= 0 ? server1 - server0 : -1;
+    r->bench_cpu_s = self_cpu() - self0;
     if (o->progress)
         fprintf(stderr, "\r\033[K");
 }
@@ -408,6 +447,7 @@ int sbb_run(const sbb_opts *o, sbb_result *r)
 {
     memset(r, 0, sizeof(*r));
     r->rss_before_kib = r->rss_conns_kib = r->rss_after_kib = -1;
+    r->server_cpu_s = -1;
     run *x = calloc(1, sizeof(*x));
     if (x == NULL) {
         snprintf(r->error, sizeof(r->error), "out of memory");

@@ -66,6 +66,9 @@ typedef struct sbb_result {
     long rss_before_kib;    /* server VmRSS before the idle connections */
     long rss_conns_kib;     /* once they are open */
     long rss_after_kib;     /* after the run, still open (-1: not sampled) */
+    double cpu_window_s;    /* from the start to the end of the wait */
+    double server_cpu_s;    /* CPU the server used in it (-1: unknown) */
+    double bench_cpu_s;     /* CPU this process used in it */
     bool interrupted;       /* SIGINT/SIGTERM cut the run short */
     bool timed_out;         /* --timeout passed before every delivery */
     char error[512];        /* why the run could not start (sbb_run -1) */

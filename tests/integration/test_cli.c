@@ -317,6 +317,12 @@ static int setup_token(void **state)
     return start(state, args);
 }
 
+static int setup_small_frame(void **state)
+{
+    const char *const args[] = {"--max-frame", "1024", NULL};
+    return start(state, args);
+}
+
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -418,6 +424,55 @@ static void test_cli_pub_stdin_all_good(void **state)
     cli_run(&p, args, "1\n\n\"two\"\n{\"three\":3}", NULL);
     expect_status(&p, 0);
     expect_has(p.err, "published 3 messages to quiet\n");
+    cli_free(&p);
+}
+
+/* What cJSON accepts but the server would refuse is caught here, with
+ * the line number. */
+static void test_cli_pub_stdin_strict(void **state)
+{
+    fixture *f = *state;
+    const char *const args[] = {"pub",      "strict", "-",
+                                "--server", f->addr,  NULL};
+    cli_proc p;
+    cli_run(&p, args, "1\n01\n\"tab\there\"\n1.\n\"\xc0\xaf\"\n2\n", NULL);
+    expect_status(&p, 1);
+    expect_has(p.err, "line 2: invalid JSON: invalid number at byte 0");
+    expect_has(p.err, "line 3: invalid JSON: control character in a string "
+                      "at byte 4");
+    expect_has(p.err, "line 4: invalid JSON: invalid number at byte 0");
+    expect_has(p.err, "line 5: invalid JSON: invalid UTF-8 at byte 1");
+    expect_has(p.err, "published 2 messages to strict, 4 bad lines skipped");
+    assert_null(strstr(p.err, "server error"));
+    cli_free(&p);
+}
+
+/* A server with --max-frame 1024: too large is said here, not by a
+ * server err that carries no id. */
+static void test_cli_pub_too_large(void **state)
+{
+    fixture *f = *state;
+    char big[2100], line[4000], input[250000];
+    snprintf(big, sizeof(big), "\"%02000d\"", 0);
+    snprintf(line, sizeof(line), "\"%03000d\"", 0);
+    const char *const one[] = {"pub", "t", big, "--server", f->addr, NULL};
+    cli_proc p;
+    cli_run(&p, one, NULL, NULL);
+    expect_status(&p, 1);
+    expect_has(p.err, "message too large: ");
+    cli_free(&p);
+
+    /* Line 2 fits in one read, line 4 does not. */
+    int n = snprintf(input, sizeof(input), "1\n%s\n2\n\"", line);
+    memset(input + n, 'y', 200000);
+    snprintf(input + n + 200000, sizeof(input) - (size_t)n - 200000, "\"\n3\n");
+    const char *const many[] = {"pub", "t", "-", "--server", f->addr, NULL};
+    cli_run(&p, many, input, NULL);
+    expect_status(&p, 1);
+    expect_has(p.err, "line 2: longer than the server's max_frame (1024");
+    expect_has(p.err, "line 4: longer than the server's max_frame (1024");
+    expect_has(p.err, "published 3 messages to t, 2 bad lines skipped");
+    assert_null(strstr(p.err, "server error"));
     cli_free(&p);
 }
 
@@ -673,6 +728,9 @@ static const struct usage_row usage_rows[] = {
     {{"pub", "t", "hello"}, 2, false, "a string needs its quotes"},
     {{"request", "t", "[1,"}, 2, false, "not valid JSON"},
     {{"reply", "t", "}"}, 2, false, "not valid JSON"},
+    {{"pub", "t", "01"}, 2, false, "invalid number at byte 0"},
+    {{"pub", "t", "[1,2"}, 2, false, "unexpected end of input"},
+    {{"pub", "t", "1 2"}, 2, false, "unexpected text after the value"},
     {{"sub", "t", "--bogus"}, 2, false, "unknown option --bogus"},
     {{"sub", "t", "--count", "abc"}, 2, false, "positive integer"},
     {{"sub", "t", "--count", "0"}, 2, false, "positive integer"},
@@ -812,6 +870,9 @@ int main(void)
         T(test_cli_pub_sub),
         T(test_cli_pub_stdin),
         T(test_cli_pub_stdin_all_good),
+        T(test_cli_pub_stdin_strict),
+        cmocka_unit_test_setup_teardown(test_cli_pub_too_large,
+                                        setup_small_frame, teardown),
         T(test_cli_sub_data_only),
         T(test_cli_sub_timeout),
         T(test_cli_sub_sigint),
