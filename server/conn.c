@@ -278,8 +278,6 @@ static void handle_frame(sb_conn *c, char *frame, size_t len)
     sb_client_msg m;
     sb_err e = sb_msg_parse(frame, len, &m);
 
-    c->last_rx_ms = sb_now_ms();
-    c->pinged = false;
     if (e != SB_OK) {
         reply_err(c, e, m.err_msg, m.id);
         return;
@@ -333,9 +331,10 @@ static void handle_frame(sb_conn *c, char *frame, size_t len)
     }
 }
 
-/* Handle complete frames from the framer while outputs have room.
- * Returns true when every complete frame was handled. */
-static bool process_frames(sb_conn *c)
+/* Handle complete frames from the framer while outputs have room; `*got`
+ * is set when at least one line came in (a sign of life). Returns true when
+ * every complete frame was handled. */
+static bool handle_frames(sb_conn *c, bool *got)
 {
     for (;;) {
         if (atomic_load_explicit(&c->close_reason, memory_order_relaxed))
@@ -347,6 +346,7 @@ static bool process_frames(sb_conn *c)
         sb_framer_result r = sb_framer_next(&c->framer, &frame, &len);
         if (r == SB_FRAMER_NEED_MORE)
             return true;
+        *got = true;
         if (r == SB_FRAMER_TOO_LARGE) {
             char msg[96];
             snprintf(msg, sizeof(msg),
@@ -357,6 +357,19 @@ static bool process_frames(sb_conn *c)
         }
         handle_frame(c, frame, len);
     }
+}
+
+/* As handle_frames(), then note the sign of life once per batch rather
+ * than reading the clock per frame. */
+static bool process_frames(sb_conn *c)
+{
+    bool got = false;
+    bool done = handle_frames(c, &got);
+    if (got) {
+        c->last_rx_ms = sb_now_ms();
+        c->pinged = false;
+    }
+    return done;
 }
 
 /* ---- Socket I/O -------------------------------------------------------- */

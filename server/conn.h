@@ -34,7 +34,7 @@ enum {
     SB_CLOSE_UNSUB,     /* an in-process subscription ended */
 };
 
-#define SB_CONN_OUT_MAX 64  /* frames gathered into one sendmsg */
+#define SB_CONN_OUT_MAX 256 /* frames gathered into one sendmsg */
 #define SB_CONN_HELD_MAX 64 /* outputs waiting for queue room */
 #define SB_CONN_PEND_MAX 64 /* frames the bus batches per connection */
 
