@@ -78,8 +78,9 @@ int sb_json_scan(const char *buf, size_t len, sb_json_member *members,
 size_t sb_json_unescape(char *dst, const char *src, size_t len);
 
 /* Write `src[0..len)` as a JSON string body (no quotes) into `dst`, escaping
- * '"', '\\' and control bytes (as \n, \t, ... or \u00XX); other bytes,
- * UTF-8 included, are copied. `dst` needs sb_json_escaped_len() bytes.
+ * '"', '\\', bytes below 0x20 (as \n, \t, ... or \u00XX) and 0x7F (as
+ * \u007f); other bytes are copied, so the output is valid JSON only when
+ * the input is valid UTF-8. `dst` needs sb_json_escaped_len() bytes.
  * Returns the bytes written. */
 size_t sb_json_escape(char *dst, const char *src, size_t len);
 

@@ -316,15 +316,29 @@ static sb_frame *finish(sb_frame *f, char *end, sb_frame_kind kind)
 sb_frame *
 sb_msg_build_msg(sb_span topic, sb_span data, sb_span reply, uint64_t origin)
 {
+    return sb_msg_build_msg_routed(topic, data, reply, origin, SB_ROUTE_LOCAL,
+                                   (sb_span){0});
+}
+
+sb_frame *sb_msg_build_msg_routed(sb_span topic,
+                                  sb_span data,
+                                  sb_span reply,
+                                  uint64_t origin,
+                                  sb_frame_route route,
+                                  sb_span group)
+{
     static const char head[] = "{\"op\":\"msg\",\"topic\":\"";
     static const char mid[] = "\",\"data\":";
     static const char rep[] = ",\"reply\":\"";
     size_t et = sb_json_escaped_len(topic.p, topic.n);
     size_t er = reply.p ? sb_json_escaped_len(reply.p, reply.n) : 0;
     size_t dn = data.p ? data.n : 4;
+    size_t gn = route == SB_ROUTE_GROUP && group.p ? group.n : 0;
     size_t cap = sizeof(head) + et + sizeof(mid) + dn + sizeof(rep) + er + 4;
-    size_t extra = topic.n + 1 + (reply.p ? reply.n + 1 : 0);
+    size_t extra = topic.n + 1 + (reply.p ? reply.n + 1 : 0) + gn + 1;
 
+    if (gn > UINT8_MAX)
+        return NULL;
     sb_frame *f = sb_frame_alloc(cap, extra);
     if (f == NULL)
         return NULL;
@@ -348,13 +362,21 @@ sb_msg_build_msg(sb_span topic, sb_span data, sb_span reply, uint64_t origin)
     x[topic.n] = '\0';
     f->topic = x;
     f->topic_len = (uint16_t)topic.n;
+    x += topic.n + 1;
     if (reply.p) {
-        x += topic.n + 1;
         memcpy(x, reply.p, reply.n);
         x[reply.n] = '\0';
         f->reply = x;
         f->reply_len = (uint16_t)reply.n;
+        x += reply.n + 1;
     }
+    if (gn > 0) {
+        memcpy(x, group.p, gn);
+        x[gn] = '\0';
+        f->group = x;
+        f->group_len = (uint8_t)gn;
+    }
+    f->route = (uint8_t)route;
     f->origin = origin;
     return f;
 }
@@ -451,18 +473,44 @@ sb_frame *sb_msg_build_pong(void)
     return build_lit(s, sizeof(s) - 1);
 }
 
+/* The stats frame's `cluster` object into out[0..cap). Returns its
+ * length, or 0 when it does not fit. */
+static size_t cluster_json(char *out, size_t cap, const sb_cluster_stats *c)
+{
+    if (c->state == NULL)
+        return (size_t)snprintf(out, cap, "{\"state\":\"off\"}");
+    char node[6 * sizeof(c->node) + 1], server[6 * sizeof(c->server) + 1];
+    node[sb_json_escape(node, c->node, strnlen(c->node, sizeof(c->node)))] =
+        '\0';
+    server[sb_json_escape(server, c->server,
+                          strnlen(c->server, sizeof(c->server)))] = '\0';
+    int n = snprintf(out, cap,
+                     "{\"state\":\"%s\",\"node\":\"%s\",\"server\":\"%s\","
+                     "\"msgs_sent\":%" PRIu64 ",\"bytes_sent\":%" PRIu64
+                     ",\"msgs_received\":%" PRIu64
+                     ",\"bytes_received\":%" PRIu64 ",\"dropped\":%" PRIu64
+                     ",\"invalid\":%" PRIu64 ",\"subscriptions\":%" PRIu64 "}",
+                     c->state, node, server, c->msgs_sent, c->bytes_sent,
+                     c->msgs_received, c->bytes_received, c->dropped,
+                     c->invalid, c->subscriptions);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
 sb_frame *sb_msg_build_stats(const sb_stats *s)
 {
+    char cluster[6 * 512 + 512];
+    if (cluster_json(cluster, sizeof(cluster), &s->cluster) == 0)
+        return NULL;
     return build_printf(
-        640,
+        640 + sizeof(cluster),
         "{\"op\":\"stats\",\"connections\":%" PRIu64
         ",\"subscriptions\":%" PRIu64 ",\"msgs_in\":%" PRIu64
         ",\"msgs_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
         ",\"bytes_out\":%" PRIu64 ",\"dropped\":%" PRIu64
         ",\"slow_consumers\":%" PRIu64 ",\"uptime_ms\":%" PRIu64
         ",\"total_connections\":%" PRIu64 ",\"recv_queue\":%" PRIu64
-        ",\"recv_queue_high_water\":%" PRIu64 "}",
+        ",\"recv_queue_high_water\":%" PRIu64 ",\"cluster\":%s}",
         s->connections, s->subscriptions, s->msgs_in, s->msgs_out, s->bytes_in,
         s->bytes_out, s->dropped, s->slow_consumers, s->uptime_ms,
-        s->total_connections, s->recv_queue, s->recv_queue_high_water);
+        s->total_connections, s->recv_queue, s->recv_queue_high_water, cluster);
 }

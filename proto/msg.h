@@ -112,6 +112,22 @@ typedef struct sb_info {
     const char *node; /* extra field "node" when not NULL */
 } sb_info;
 
+/* The `cluster` object of the `stats` frame. */
+typedef struct sb_cluster_stats {
+    const char *state; /* "connected", "reconnecting", "disconnected";
+                          NULL (written "off") when not clustered */
+    char node[256];    /* this node's name */
+    char server[256];  /* the NATS server in use, empty when none */
+    uint64_t msgs_sent;
+    uint64_t bytes_sent;
+    uint64_t msgs_received;
+    uint64_t bytes_received;
+    uint64_t dropped; /* publications that did not reach the cluster, or
+                         messages from it that found no room here */
+    uint64_t invalid; /* messages from the cluster that were not relayable */
+    uint64_t subscriptions; /* (pattern, group) pairs subscribed on NATS */
+} sb_cluster_stats;
+
 /* Counters of the `stats` frame. */
 typedef struct sb_stats {
     uint64_t connections;
@@ -126,6 +142,7 @@ typedef struct sb_stats {
     uint64_t total_connections;
     uint64_t recv_queue;
     uint64_t recv_queue_high_water;
+    sb_cluster_stats cluster;
 } sb_stats;
 
 #define SB_VERSION "0.1.0"
@@ -138,6 +155,16 @@ typedef struct sb_stats {
  * the raw JSON text relayed as is (absent: null); reply may be absent. */
 sb_frame *
 sb_msg_build_msg(sb_span topic, sb_span data, sb_span reply, uint64_t origin);
+/* A `msg` frame for a message that arrived from the cluster: as
+ * sb_msg_build_msg(), routed `route` (sb_frame_route); for SB_ROUTE_GROUP,
+ * `group` (decoded, 1..255 bytes) is stored after the text like the topic
+ * and reply. */
+sb_frame *sb_msg_build_msg_routed(sb_span topic,
+                                  sb_span data,
+                                  sb_span reply,
+                                  uint64_t origin,
+                                  sb_frame_route route,
+                                  sb_span group);
 sb_frame *sb_msg_build_info(const sb_info *info);
 /* `id` is raw JSON text as parsed. */
 sb_frame *sb_msg_build_ok(sb_span id);
@@ -145,7 +172,8 @@ sb_frame *sb_msg_build_ok(sb_span id);
 sb_frame *sb_msg_build_err(sb_err code, const char *msg, sb_span id);
 sb_frame *sb_msg_build_ping(void);
 sb_frame *sb_msg_build_pong(void);
-/* A `stats` frame with every counter of `s`. */
+/* A `stats` frame with every counter of `s`, and a `cluster` object
+ * ({"state":"off"} when s->cluster.state is NULL). */
 sb_frame *sb_msg_build_stats(const sb_stats *s);
 
 #endif

@@ -12,8 +12,14 @@
  * Wake-ups: every queue owns an eventfd that becomes readable when the queue
  * goes from empty to non-empty (one write per transition, not one per item),
  * so that a consumer can poll() it beside a socket. The consumer clears it
- * with sb_queue_clear_fd() *before* draining; anyone may make it readable
- * with sb_queue_wake() to wake the consumer for another reason.
+ * with sb_queue_clear_fd() *before* draining, and drains until -EAGAIN; a
+ * consumer that stops early (say after one batch) must come back without
+ * waiting for the eventfd, which stays quiet while the queue is not empty.
+ * Anyone may make it readable with sb_queue_wake() to wake the consumer for
+ * another reason.
+ *
+ * Storage grows on demand; a push that cannot grow it (ENOMEM) behaves as
+ * if the queue were full. Only sb_queue_push_force() reports -ENOMEM.
  *
  * Ownership: the queue stores pointers and never looks at the items. A
  * successful push hands the item to the queue; a pop hands it to the caller.

@@ -6,6 +6,9 @@
  *   was handed through an op.
  * - `pause_lock` guards the pause list (workers add, the bus takes it).
  * - `nsubs` is atomic, read by any thread for stats.
+ * - Other threads see the interest table only through copies the bus
+ *   makes on request (OP_INTEREST, for /subz); `interest_pending` counts
+ *   the requests not yet answered.
  *
  * A publication is routed once: the sublist gives every matching
  * subscription; plain subscribers each get a reference of the frame, and
@@ -20,6 +23,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +36,17 @@
 #define BATCH_MAX 256
 #define SUBLIST_CACHE 4096
 
-enum op_type { OP_SUB, OP_UNSUB, OP_DETACH, OP_REPLY, OP_BARRIER, OP_OBSERVER };
+enum op_type {
+    OP_SUB,
+    OP_UNSUB,
+    OP_DETACH,
+    OP_REPLY,
+    OP_BARRIER,
+    OP_OBSERVER,
+    OP_INTEREST
+};
+
+struct interest_req;
 
 struct barrier {
     pthread_mutex_t lock;
@@ -44,9 +58,10 @@ struct barrier {
 typedef struct bus_op {
     enum op_type type;
     sb_conn *conn;
-    sb_frame *frame;     /* OP_REPLY */
-    struct barrier *bar; /* OP_BARRIER */
-    sb_interest_fn fn;   /* OP_OBSERVER */
+    sb_frame *frame;           /* OP_REPLY */
+    struct barrier *bar;       /* OP_BARRIER */
+    struct interest_req *ireq; /* OP_INTEREST */
+    sb_interest_fn fn;         /* OP_OBSERVER */
     void *ud;
     uint16_t plen, glen, idlen;
     char text[]; /* pattern, group, id */
@@ -86,7 +101,10 @@ struct sb_bus {
     sb_conn *dirty; /* connections with frames in bus_pend */
     sb_interest_fn observer;
     void *observer_ud;
+    sb_bus_out_fn cluster_out; /* set before the thread starts */
+    void *cluster_ud;
     atomic_uint_fast64_t nsubs;
+    atomic_uint interest_pending; /* sb_bus_interest_copy() calls unanswered */
 
     pthread_mutex_t pause_lock;
     sb_conn *paused;
@@ -149,6 +167,8 @@ void *sb_bus_op_reply(sb_conn *c, sb_frame *frame)
 }
 
 static void barrier_done(struct barrier *bar);
+static void interest_done(struct interest_req *r, int err);
+static void handle_interest(sb_bus *b, struct interest_req *r);
 
 void sb_bus_item_free(void *item)
 {
@@ -159,6 +179,8 @@ void sb_bus_item_free(void *item)
     bus_op *op = untag(item);
     if (op->bar != NULL)
         barrier_done(op->bar); /* never routed: release its waiter */
+    if (op->ireq != NULL)
+        interest_done(op->ireq, -EPIPE);
     sb_frame_unref(&op->frame);
     free(op);
 }
@@ -170,17 +192,23 @@ static void overflow(sb_bus *b, sb_conn *c, size_t lost)
     sb_server *s = b->srv;
     if (s->cfg.slow_policy == SB_SLOW_DROP) {
         atomic_fetch_add_explicit(&s->ctr.dropped, lost, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->dropped, lost, memory_order_relaxed);
         if (atomic_fetch_add(&c->dropped_pending, lost) == 0) {
             atomic_fetch_add(&s->ctr.slow_consumers, 1);
             SB_LOG(SB_LOG_WARN,
                    "slow_consumer id=%" PRIu64 " policy=drop dropping=yes",
                    c->id);
+            /* The worker may have emptied its queue since our push
+             * failed; wake it so that the notice goes out once there is
+             * room, not with the next message. */
+            sb_conn_wake(c);
         }
         return;
     }
     if (sb_conn_request_close(c, SB_ERR_SLOW_CONSUMER)) {
         atomic_fetch_add(&s->ctr.slow_consumers, 1);
         atomic_fetch_add_explicit(&s->ctr.dropped, lost, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->dropped, lost, memory_order_relaxed);
         SB_LOG(SB_LOG_WARN, "slow_consumer id=%" PRIu64 " policy=disconnect",
                c->id);
     }
@@ -198,10 +226,23 @@ static void flush_conn(sb_bus *b, sb_conn *c)
     int r =
         sb_queue_try_push_many(c->sendq, (void *const *)c->bus_pend, sizes, n);
     size_t pushed = r < 0 ? 0 : (size_t)r;
-    if (pushed < n && r >= 0 && atomic_load(&c->close_reason) == 0)
-        overflow(b, c, n - pushed);
-    for (size_t i = pushed; i < n; i++)
+    size_t lost = 0;
+    for (size_t i = pushed; i < n; i++) {
+        /* The policy is for messages: answers to the client's own
+         * requests (ok, err, pong) are queued whatever the limit. The
+         * worker stops reading requests while its queue is over the
+         * limit, so these stay few. */
+        if (r >= 0 && c->bus_pend[i]->kind != SB_FRAME_MSG &&
+            sb_queue_push_force(c->sendq, c->bus_pend[i],
+                                c->bus_pend[i]->len) == 0) {
+            c->bus_pend[i] = NULL;
+            continue;
+        }
+        lost += c->bus_pend[i]->kind == SB_FRAME_MSG;
         sb_frame_unref(&c->bus_pend[i]);
+    }
+    if (lost > 0 && r >= 0 && atomic_load(&c->close_reason) == 0)
+        overflow(b, c, lost);
     c->bus_npend = 0;
 }
 
@@ -258,8 +299,23 @@ static void pick_member(sb_bus *b, bus_group *g, sb_frame *f)
     }
 }
 
+/* True when `g` is the group a SB_ROUTE_GROUP frame is for. */
+static bool frame_group_is(const sb_frame *f, const bus_group *g)
+{
+    return g->nlen == f->group_len && memcmp(g->name, f->group, g->nlen) == 0;
+}
+
 static void route(sb_bus *b, sb_frame *f)
 {
+    /* Clustering (cluster.c): a publication made here goes to NATS once,
+     * when the cluster hook takes it; NATS then picks one member of each
+     * queue group cluster-wide and hands it back as a SB_ROUTE_GROUP
+     * frame, so here it only reaches plain subscribers. Frames from NATS
+     * are never handed back to the hook: no loops. */
+    int mode = f->route;
+    if (mode == SB_ROUTE_LOCAL && b->cluster_out != NULL &&
+        b->cluster_out(f, b->cluster_ud))
+        mode = SB_ROUTE_PLAIN_ONLY;
     const sb_sublist_result *r =
         sb_sublist_match(b->sl, f->topic, f->topic_len);
     if (r != NULL && r->n > 0) {
@@ -269,10 +325,17 @@ static void route(sb_bus *b, sb_frame *f)
             bus_sub *s = r->items[i];
             bus_group *g = s->group;
             if (g == NULL) {
-                if (eligible(s->conn, f))
+                if (!eligible(s->conn, f))
+                    continue;
+                if (mode != SB_ROUTE_GROUP)
                     deliver(b, s->conn, f);
+                else /* had it as a plain subscriber: one copy, as here */
+                    s->conn->bus_stamp = stamp;
                 continue;
             }
+            if (mode == SB_ROUTE_PLAIN_ONLY ||
+                (mode == SB_ROUTE_GROUP && !frame_group_is(f, g)))
+                continue;
             if (g->stamp != stamp) {
                 g->stamp = stamp;
                 g->nmatched = 0;
@@ -414,6 +477,7 @@ sub_add(sb_bus *b, sb_conn *c, const bus_op *op, const char *key, size_t kn)
         c->bus_subs->prev = s;
     c->bus_subs = s;
     c->bus_nsubs++;
+    atomic_store_explicit(&c->nsubs, c->bus_nsubs, memory_order_relaxed);
     atomic_fetch_add(&b->nsubs, 1);
     interest_change(b, p, op->plen, g, op->glen, +1);
     return 0;
@@ -438,6 +502,7 @@ static void sub_remove(sb_bus *b, bus_sub *s)
     if (s->next)
         s->next->prev = s->prev;
     c->bus_nsubs--;
+    atomic_store_explicit(&c->nsubs, c->bus_nsubs, memory_order_relaxed);
     atomic_fetch_sub(&b->nsubs, 1);
     const char *g = s->group ? s->group->name : "";
     size_t gl = s->group ? s->group->nlen : 0;
@@ -473,7 +538,7 @@ static void handle_sub(sb_bus *b, bus_op *op)
     } else if (s != NULL) {
         if (id.p) /* subscribing twice is harmless: one subscription */
             reply(b, c, sb_msg_build_ok(id));
-    } else if (c->bus_nsubs >= b->srv->cfg.max_subs) {
+    } else if (c->bus_nsubs >= c->cfg->max_subs) {
         reply(b, c,
               sb_msg_build_err(SB_ERR_TOO_MANY_SUBS,
                                "subscription limit of this connection reached",
@@ -552,6 +617,9 @@ static void handle_op(sb_bus *b, bus_op *op)
         if (b->observer != NULL)
             sb_strmap_foreach(b->interest, report_interest, b);
         break;
+    case OP_INTEREST:
+        handle_interest(b, op->ireq);
+        break;
     }
     sb_frame_unref(&op->frame);
     free(op);
@@ -563,19 +631,25 @@ static void wake_paused(sb_bus *b)
 {
     if (!atomic_load_explicit(&b->any_paused, memory_order_acquire))
         return;
+    /* Move the list to bus-only links under the lock: once pause_listed is
+     * false a worker may register again and rewrite pause_next, so the
+     * walk after unlocking must not follow it. */
     pthread_mutex_lock(&b->pause_lock);
-    sb_conn *list = b->paused;
-    b->paused = NULL;
-    for (sb_conn *c = list; c != NULL; c = c->pause_next)
+    sb_conn *list = NULL;
+    for (sb_conn *c = b->paused; c != NULL; c = c->pause_next) {
         c->pause_listed = false;
+        c->bus_wake_next = list;
+        list = c;
+    }
+    b->paused = NULL;
     atomic_store(&b->any_paused, false);
     pthread_mutex_unlock(&b->pause_lock);
     while (list != NULL) {
         sb_conn *c = list;
-        list = c->pause_next;
-        c->pause_next = NULL;
+        list = c->bus_wake_next;
+        c->bus_wake_next = NULL;
         sb_conn_wake(c);
-        sb_conn_unref(c);
+        sb_conn_unref(c); /* the pause list's reference */
     }
 }
 
@@ -745,6 +819,12 @@ uint64_t sb_bus_subscriptions(sb_bus *b)
     return atomic_load(&b->nsubs);
 }
 
+void sb_bus_set_cluster_out(sb_bus *b, sb_bus_out_fn fn, void *ud)
+{
+    b->cluster_out = fn;
+    b->cluster_ud = ud;
+}
+
 void sb_bus_set_observer(sb_bus *b, sb_interest_fn fn, void *ud)
 {
     bus_op *op = op_new(OP_OBSERVER, NULL, 0);
@@ -754,4 +834,159 @@ void sb_bus_set_observer(sb_bus *b, sb_interest_fn fn, void *ud)
     op->ud = ud;
     if (sb_queue_push_force(b->q, tag(op), 0) < 0)
         free(op);
+}
+
+/* ---- Interest copies (/subz) ------------------------------------------- */
+
+#define INTEREST_PENDING_MAX 4
+
+/* One sb_bus_interest_copy() call. The waiter and the bus share it; whoever
+ * finishes last frees it (the bus, when the waiter gave up). */
+struct interest_req {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    bool abandoned;
+    int err;
+    size_t max;             /* entries wanted at most */
+    size_t n, total;        /* copied, and held in the table */
+    size_t bytes;           /* string bytes of the copied entries */
+    char *strings;          /* next free byte after the entries */
+    sb_bus_interest *items; /* one allocation: entries, then strings */
+    atomic_uint *pending;   /* the bus's count of unanswered calls */
+};
+
+static void interest_req_free(struct interest_req *r)
+{
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    free(r->items);
+    free(r);
+}
+
+static void interest_done(struct interest_req *r, int err)
+{
+    atomic_fetch_sub(r->pending, 1);
+    pthread_mutex_lock(&r->lock);
+    bool abandoned = r->abandoned;
+    r->err = err;
+    r->done = true;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    if (abandoned)
+        interest_req_free(r);
+}
+
+/* Interest keys are: group length (one byte), group, pattern. */
+static void interest_size(const void *key, size_t n, void *value, void *ud)
+{
+    (void)key;
+    (void)value;
+    struct interest_req *r = ud;
+    r->total++;
+    if (r->n < r->max) {
+        r->n++;
+        r->bytes += n + 1; /* both strings with their NULs */
+    }
+}
+
+static void interest_copy(const void *key, size_t n, void *value, void *ud)
+{
+    struct interest_req *r = ud;
+    if (r->n == r->max)
+        return;
+    const char *k = key;
+    size_t gl = (unsigned char)k[0], pl = n - 1 - gl;
+    sb_bus_interest *e = &r->items[r->n++];
+    e->holders = (uint64_t)(uintptr_t)value;
+    e->pattern = memcpy(r->strings, k + 1 + gl, pl);
+    r->strings[pl] = '\0';
+    r->strings += pl + 1;
+    e->group = NULL;
+    if (gl > 0) {
+        e->group = memcpy(r->strings, k + 1, gl);
+        r->strings[gl] = '\0';
+        r->strings += gl + 1;
+    }
+}
+
+/* On the bus thread: two passes over the table (size, then copy) into
+ * one allocation, so the waiter has nothing of the bus's to touch. */
+static void handle_interest(sb_bus *b, struct interest_req *r)
+{
+    r->n = r->total = r->bytes = 0;
+    sb_strmap_foreach(b->interest, interest_size, r);
+    r->max = r->n;
+    r->items = malloc(r->n * sizeof(*r->items) + r->bytes + 1);
+    if (r->items == NULL) {
+        interest_done(r, -ENOMEM);
+        return;
+    }
+    r->strings = (char *)(r->items + r->n);
+    r->n = 0;
+    sb_strmap_foreach(b->interest, interest_copy, r);
+    interest_done(r, 0);
+}
+
+int sb_bus_interest_copy(
+    sb_bus *b, size_t max, int timeout_ms, sb_bus_interest **out, size_t *total)
+{
+    if (max > INT_MAX)
+        max = INT_MAX;
+    /* A bus too busy to answer must not pile up requests in its queue. */
+    if (atomic_fetch_add(&b->interest_pending, 1) >= INTEREST_PENDING_MAX) {
+        atomic_fetch_sub(&b->interest_pending, 1);
+        return -EBUSY;
+    }
+    struct interest_req *r = calloc(1, sizeof(*r));
+    bus_op *op = op_new(OP_INTEREST, NULL, 0);
+    if (r == NULL || op == NULL) {
+        free(r);
+        free(op);
+        atomic_fetch_sub(&b->interest_pending, 1);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    r->max = max;
+    r->pending = &b->interest_pending;
+    op->ireq = r;
+    int rc = sb_queue_push_force(b->q, tag(op), 0);
+    if (rc < 0) {
+        free(op);
+        atomic_fetch_sub(&b->interest_pending, 1);
+        interest_req_free(r);
+        return rc;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&r->lock);
+    rc = 0;
+    while (!r->done && rc == 0)
+        rc = pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    bool done = r->done;
+    if (!done)
+        r->abandoned = true; /* the bus frees it when it gets there */
+    pthread_mutex_unlock(&r->lock);
+    if (!done)
+        return -ETIMEDOUT;
+    rc = r->err;
+    if (rc == 0) {
+        *out = r->items;
+        *total = r->total;
+        r->items = NULL;
+        rc = (int)r->n;
+    }
+    interest_req_free(r);
+    return rc;
 }

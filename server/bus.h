@@ -78,4 +78,35 @@ uint64_t sb_bus_subscriptions(sb_bus *b);
 /* Install the interest observer (see sockbus.h). Any thread. */
 void sb_bus_set_observer(sb_bus *b, sb_interest_fn fn, void *ud);
 
+/* The cluster's hook (cluster.h), called on the bus thread for each msg
+ * frame published on this node (SB_ROUTE_LOCAL) before it is routed.
+ * Returns true when it took a reference to send the frame to the cluster,
+ * which then delivers it to queue groups (the bus gives it to plain
+ * subscribers only); false to route it here in full. Must not block. */
+typedef bool (*sb_bus_out_fn)(sb_frame *f, void *ud);
+
+/* Install the hook before sb_bus_start(); `ud` must outlive the bus. */
+void sb_bus_set_cluster_out(sb_bus *b, sb_bus_out_fn fn, void *ud);
+
+/* One (pattern, group) that subscriptions hold, and how many hold it. */
+typedef struct sb_bus_interest {
+    const char *pattern; /* NUL-terminated */
+    const char *group;   /* NULL for subscriptions outside any group */
+    uint64_t holders;
+} sb_bus_interest;
+
+/* Ask the bus thread for a copy of its interest table (at most `max`
+ * entries, in no order) and wait up to `timeout_ms` for it. The bus makes
+ * the copy between two batches and never waits for the caller; a caller
+ * that gave up leaves the copy for the bus to free.
+ * Returns the number of entries copied, with *out (owned: one free()
+ * releases the entries and their strings) and *total (entries in the
+ * table); or -ETIMEDOUT, -EBUSY (several requests still unanswered),
+ * -ENOMEM or -EPIPE (the bus is stopping). Any thread but the bus's. */
+int sb_bus_interest_copy(sb_bus *b,
+                         size_t max,
+                         int timeout_ms,
+                         sb_bus_interest **out,
+                         size_t *total);
+
 #endif

@@ -55,6 +55,51 @@ int sb_config_parse_args(
  * naming the flag in `err`. */
 int sb_config_validate(const sb_config *c, char *err, size_t errlen);
 
+/* Apply the configuration file at `path` over `c`: one `key = value` per
+ * line, where a key is a flag's name without its dashes ("max-conns");
+ * blank lines and lines starting with '#' are skipped; a value may be
+ * double-quoted (with \" and \\ inside); unquoted, a blank then '#'
+ * starts a comment. Each value is checked as its flag's would be, ranges
+ * included. `config` is not a key. Returns 0, or -1 with one line in `err`
+ * naming the file, the line and the key ("f.conf:12: max-conns: invalid
+ * value 'x'"), or the file alone when it cannot be read. */
+int sb_config_load_file(sb_config *c,
+                        const char *path,
+                        char *err,
+                        size_t errlen);
+
+/* Fill `c` from scratch for sockbusd's command line: the defaults, then the
+ * file named by --config if any, then SOCKBUS_TOKEN and every flag, so that
+ * the command line wins over the file wherever --config stands in it.
+ * Returns as sb_config_parse_args() does. Reading the file again on SIGHUP
+ * is calling this again with the same arguments. */
+int sb_config_from_args(
+    sb_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* True when a running server applies a new value of `key` (a flag's name
+ * without its dashes) on reload: the log level and format, the token, and
+ * the limits each new connection takes (max-conns, max-frame, max-subs,
+ * send-queue, send-queue-bytes, heartbeat-ms). */
+bool sb_config_reloadable(const char *key);
+
+/* Copy every reloadable setting from `src` into `dst`. */
+void sb_config_take_reloadable(sb_config *dst, const sb_config *src);
+
+/* Told about one setting that differs: its key, and its values as text
+ * (both NULL for the token, which is never shown). */
+typedef void sb_config_change_fn(const char *key,
+                                 const char *from,
+                                 const char *to,
+                                 bool reloadable,
+                                 void *ud);
+
+/* Call `fn` for each setting that differs between `a` and `b`, in --help
+ * order. Returns how many differ. */
+int sb_config_diff(const sb_config *a,
+                   const sb_config *b,
+                   sb_config_change_fn *fn,
+                   void *ud);
+
 /* The usage text printed by --help. */
 const char *sb_config_usage(void);
 

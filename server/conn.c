@@ -8,6 +8,13 @@
  * - Any thread may set `close_reason` (first writer wins) and wake the
  *   worker through the send queue's eventfd; the worker notices on its next
  *   loop.
+ * - `cfg` is the settings snapshot taken at creation: immutable, read by
+ *   any thread, released with the connection. Reloads affect only newer
+ *   connections, except the token, which connect reads from the live one.
+ * - Monitoring counters (msgs/bytes in and out, last_rx_ms) are written
+ *   by the worker alone, `dropped` and `nsubs` by the bus alone, and read
+ *   by the http thread with relaxed loads; the worker writes `name` under
+ *   the server lock, which /connz holds while it copies it.
  * - `refs`: the worker holds one and the bus one (dropped when it handles
  *   the detach op the worker pushes last); the pause list holds one per
  *   entry. The last reference frees the connection and its queue.
@@ -27,6 +34,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "live.h"
 #include "log.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -66,13 +74,29 @@ bool sb_conn__token_equal(const char *a, size_t an, const char *b, size_t bn)
     return diff == 0;
 }
 
+/* Add to a monitoring counter this thread alone writes: a relaxed load and
+ * store, no locked instruction; readers still see whole values. */
+static void conn_count(atomic_uint_fast64_t *ctr, uint64_t n)
+{
+    atomic_store_explicit(ctr,
+                          atomic_load_explicit(ctr, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static uint64_t last_rx(sb_conn *c)
+{
+    return atomic_load_explicit(&c->last_rx_ms, memory_order_relaxed);
+}
+
 static sb_conn *conn_alloc(sb_server *srv)
 {
     sb_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
-    c->sendq = sb_queue_new(srv->cfg.send_queue, srv->cfg.send_queue_bytes);
+    c->cfg = sb_live_get(srv->live);
+    c->sendq = sb_queue_new(c->cfg->send_queue, c->cfg->send_queue_bytes);
     if (c->sendq == NULL) {
+        sb_live_put(c->cfg);
         free(c);
         return NULL;
     }
@@ -81,8 +105,10 @@ static sb_conn *conn_alloc(sb_server *srv)
     atomic_init(&c->echo, true);
     c->srv = srv;
     c->id = atomic_fetch_add(&srv->next_id, 1);
+    c->created_ms = sb_now_ms();
+    atomic_init(&c->last_rx_ms, c->created_ms);
     c->io.fd = -1;
-    sb_framer_init(&c->framer, srv->cfg.max_frame);
+    sb_framer_init(&c->framer, c->cfg->max_frame);
     return c;
 }
 
@@ -93,7 +119,7 @@ sb_conn *sb_conn_new(sb_server *srv, int fd, const char *peer)
         return NULL;
     sb_io_init_plain(&c->io, fd);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
-    c->authed = !srv->cfg.has_token;
+    c->authed = !c->cfg->has_token;
     return c;
 }
 
@@ -119,6 +145,7 @@ void sb_conn_unref(sb_conn *c)
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     sb_queue_free(c->sendq, sb_frame_release);
+    sb_live_put(c->cfg);
     free(c);
 }
 
@@ -225,9 +252,11 @@ static bool flush_held(sb_conn *c)
         uint64_t pubs = 0;
         for (int i = 0; i < r; i++)
             pubs += sb_bus_item_is_frame(items[i]);
-        if (pubs > 0)
+        if (pubs > 0) {
             atomic_fetch_add_explicit(&s->ctr.msgs_in, pubs,
                                       memory_order_relaxed);
+            conn_count(&c->msgs_in, pubs);
+        }
         held_pop(c, (unsigned)r);
         if ((unsigned)r < k) {
             if (registered)
@@ -246,20 +275,26 @@ static bool flush_held(sb_conn *c)
 
 static void handle_connect(sb_conn *c, const sb_client_msg *m)
 {
-    const sb_config *cfg = &c->srv->cfg;
-    if (cfg->has_token) {
-        if (m->token.p == NULL ||
-            !sb_conn__token_equal(m->token.p, m->token.n, cfg->token,
-                                  strlen(cfg->token))) {
-            reply_err(c, SB_ERR_AUTH_FAILED, "authentication failed", m->id);
-            sb_conn_request_close(c, SB_ERR_AUTH_FAILED);
-            return;
-        }
+    /* The token is the current one, not the one at accept: a reload
+     * applies to every connect from then on. */
+    const sb_config *cfg = sb_live_get(c->srv->live);
+    bool ok = !cfg->has_token ||
+              (m->token.p != NULL &&
+               sb_conn__token_equal(m->token.p, m->token.n, cfg->token,
+                                    strlen(cfg->token)));
+    sb_live_put(cfg);
+    if (!ok) {
+        reply_err(c, SB_ERR_AUTH_FAILED, "authentication failed", m->id);
+        sb_conn_request_close(c, SB_ERR_AUTH_FAILED);
+        return;
     }
     c->authed = true;
     if (m->name.p != NULL) {
+        /* Under the server lock: /connz copies it from another thread. */
+        pthread_mutex_lock(&c->srv->lock);
         memcpy(c->name, m->name.p, m->name.n);
         c->name[m->name.n] = '\0';
+        pthread_mutex_unlock(&c->srv->lock);
     }
     if (m->echo >= 0)
         atomic_store(&c->echo, m->echo == 1);
@@ -311,6 +346,9 @@ static void handle_frame(sb_conn *c, char *frame, size_t len)
             sb_conn_request_close(c, SB_CLOSE_NOMEM);
             return;
         }
+        /* Known before the frame leaves: the cluster marks such frames so
+         * that a copy NATS hands back to this node skips the publisher. */
+        f->no_echo = !atomic_load_explicit(&c->echo, memory_order_relaxed);
         hold(c, f, f->len, true);
         reply_ok(c, m.id);
         return;
@@ -351,7 +389,7 @@ static bool handle_frames(sb_conn *c, bool *got)
             char msg[96];
             snprintf(msg, sizeof(msg),
                      "frame longer than max_frame (%zu bytes)",
-                     c->srv->cfg.max_frame);
+                     c->cfg->max_frame);
             reply_err(c, SB_ERR_FRAME_TOO_LARGE, msg, (sb_span){0});
             continue;
         }
@@ -366,7 +404,8 @@ static bool process_frames(sb_conn *c)
     bool got = false;
     bool done = handle_frames(c, &got);
     if (got) {
-        c->last_rx_ms = sb_now_ms();
+        atomic_store_explicit(&c->last_rx_ms, sb_now_ms(),
+                              memory_order_relaxed);
         c->pinged = false;
     }
     return done;
@@ -377,7 +416,7 @@ static bool process_frames(sb_conn *c)
 static bool can_read(sb_conn *c)
 {
     return !c->rd_closed && c->held_n == 0 &&
-           sb_queue_len(c->sendq) < c->srv->cfg.send_queue;
+           sb_queue_len(c->sendq) < c->cfg->send_queue;
 }
 
 /* Read until EAGAIN (or the budget), handling frames as they complete. */
@@ -403,6 +442,7 @@ static void conn_read(sb_conn *c)
         sb_framer_commit(&c->framer, (size_t)r);
         atomic_fetch_add_explicit(&s->ctr.bytes_in, (uint64_t)r,
                                   memory_order_relaxed);
+        conn_count(&c->bytes_in, (uint64_t)r);
         if (!process_frames(c) || (size_t)r < n)
             break;
     }
@@ -444,9 +484,11 @@ static void retire(sb_conn *c, size_t n)
         memmove(c->out, c->out + done, (c->out_n - done) * sizeof(c->out[0]));
         c->out_n -= done;
     }
-    if (msgs > 0)
+    if (msgs > 0) {
         atomic_fetch_add_explicit(&c->srv->ctr.msgs_out, msgs,
                                   memory_order_relaxed);
+        conn_count(&c->msgs_out, msgs);
+    }
 }
 
 /* Tell a drop-policy subscriber how much it missed, once there is room. */
@@ -454,7 +496,7 @@ static void notice_drops(sb_conn *c)
 {
     if (atomic_load_explicit(&c->dropped_pending, memory_order_relaxed) == 0)
         return;
-    const sb_config *cfg = &c->srv->cfg;
+    const sb_config *cfg = c->cfg;
     if (sb_queue_len(c->sendq) >= cfg->send_queue ||
         sb_queue_bytes(c->sendq) >= cfg->send_queue_bytes)
         return;
@@ -492,6 +534,7 @@ static bool conn_write(sb_conn *c)
         }
         atomic_fetch_add_explicit(&c->srv->ctr.bytes_out, (uint64_t)r,
                                   memory_order_relaxed);
+        conn_count(&c->bytes_out, (uint64_t)r);
         retire(c, (size_t)r);
     }
     fill_out(c); /* out_n > 0 keeps POLLOUT armed while frames wait */
@@ -506,16 +549,37 @@ static bool send_queue_empty(sb_conn *c)
 
 /* ---- The worker loop --------------------------------------------------- */
 
+/* Drop what is queued for the peer and count the messages among it as
+ * dropped. A frame already partly sent is kept, so the stream stays
+ * whole. */
 static void drop_queued(sb_conn *c)
 {
-    /* Keep a frame already partly sent, so the stream stays whole. */
+    uint64_t msgs = 0;
     unsigned keep = c->out_off > 0 ? 1 : 0;
-    for (unsigned i = keep; i < c->out_n; i++)
+    for (unsigned i = keep; i < c->out_n; i++) {
+        msgs += c->out[i]->kind == SB_FRAME_MSG;
         sb_frame_unref(&c->out[i]);
+    }
     c->out_n = keep;
-    void *f;
-    while (sb_queue_try_pop(c->sendq, &f, NULL) == 0)
-        sb_frame_release(f);
+    void *item;
+    while (sb_queue_try_pop(c->sendq, &item, NULL) == 0) {
+        sb_frame *f = item;
+        msgs += f->kind == SB_FRAME_MSG;
+        sb_frame_unref(&f);
+    }
+    atomic_fetch_add_explicit(&c->srv->ctr.dropped, msgs,
+                              memory_order_relaxed);
+}
+
+/* Give up on what the peer has not read: drop it, queue a final err and
+ * write it once if the socket takes it. */
+static void last_word(sb_conn *c, sb_err code, const char *msg)
+{
+    drop_queued(c);
+    sb_frame *f = sb_msg_build_err(code, msg, (sb_span){0});
+    if (f != NULL && sb_queue_push_force(c->sendq, f, f->len) < 0)
+        sb_frame_unref(&f);
+    conn_write(c);
 }
 
 /* React to a close reason. Returns true when the worker should stop now. */
@@ -531,15 +595,8 @@ static bool begin_close(sb_conn *c, int reason, uint64_t now)
     case SB_CLOSE_NOMEM:
         return false; /* finish handing over what was read, then stop */
     case SB_ERR_SLOW_CONSUMER: {
-        /* The queue is full of what the peer would not read: drop it, and
-         * try once to tell it why. */
-        drop_queued(c);
-        sb_frame *f =
-            sb_msg_build_err(SB_ERR_SLOW_CONSUMER,
-                             "slow consumer: send queue full", (sb_span){0});
-        if (f != NULL && sb_queue_push_force(c->sendq, f, f->len) < 0)
-            sb_frame_unref(&f);
-        conn_write(c);
+        /* The queue is full of what the peer would not read. */
+        last_word(c, SB_ERR_SLOW_CONSUMER, "slow consumer: send queue full");
         return true;
     }
     default:
@@ -551,9 +608,9 @@ static bool begin_close(sb_conn *c, int reason, uint64_t now)
 static int next_timeout(sb_conn *c, uint64_t now)
 {
     uint64_t when = UINT64_MAX;
-    uint32_t hb = c->srv->cfg.heartbeat_ms;
+    uint32_t hb = c->cfg->heartbeat_ms;
     if (hb > 0 && !c->rd_closed)
-        when = c->last_rx_ms + (uint64_t)hb * (c->pinged ? 2 : 1);
+        when = last_rx(c) + (uint64_t)hb * (c->pinged ? 2 : 1);
     if (c->linger_deadline_ms != 0 && c->linger_deadline_ms < when)
         when = c->linger_deadline_ms;
     if (atomic_load(&c->srv->state) != SB_RUNNING &&
@@ -568,16 +625,16 @@ static int next_timeout(sb_conn *c, uint64_t now)
 
 static void check_heartbeat(sb_conn *c, uint64_t now)
 {
-    uint32_t hb = c->srv->cfg.heartbeat_ms;
+    uint32_t hb = c->cfg->heartbeat_ms;
     if (hb == 0 || c->rd_closed)
         return;
-    if (now >= c->last_rx_ms + 2 * (uint64_t)hb && c->pinged) {
+    if (now >= last_rx(c) + 2 * (uint64_t)hb && c->pinged) {
         sb_frame *f = sb_msg_build_err(SB_ERR_HEARTBEAT_TIMEOUT,
                                        "no answer to ping", (sb_span){0});
         if (f != NULL && sb_queue_push_force(c->sendq, f, f->len) < 0)
             sb_frame_unref(&f);
         sb_conn_request_close(c, SB_ERR_HEARTBEAT_TIMEOUT);
-    } else if (now >= c->last_rx_ms + hb && !c->pinged) {
+    } else if (now >= last_rx(c) + hb && !c->pinged) {
         sb_frame *f = sb_msg_build_ping();
         if (f != NULL && sb_queue_push_force(c->sendq, f, f->len) < 0)
             sb_frame_unref(&f);
@@ -591,8 +648,14 @@ static bool check_drain(sb_conn *c, uint64_t now, bool *quiesced)
     int st = atomic_load(&c->srv->state);
     if (st == SB_RUNNING)
         return false;
-    if (st == SB_CLOSING || now >= c->srv->drain_deadline_ms)
+    if (st == SB_CLOSING || now >= c->srv->drain_deadline_ms) {
+        /* Drain time is over: what is still queued is lost, but the
+         * client is told why if its socket has room. */
+        if (sb_conn_request_close(c, SB_ERR_SHUTTING_DOWN))
+            last_word(c, SB_ERR_SHUTTING_DOWN,
+                      "server shutting down: drain time over");
         return true;
+    }
     c->rd_closed = true; /* stop reading; finish what was read */
     if (!*quiesced && c->held_n == 0 && process_frames(c) && flush_held(c)) {
         *quiesced = true;
@@ -746,16 +809,17 @@ static void *conn_main(void *arg)
     sb_server *s = c->srv;
     sb_info info = {
         .client_id = c->id,
-        .max_frame = s->cfg.max_frame,
-        .heartbeat_ms = s->cfg.heartbeat_ms,
-        .auth_required = s->cfg.has_token,
+        .max_frame = c->cfg->max_frame,
+        .heartbeat_ms = c->cfg->heartbeat_ms,
+        .auth_required = c->cfg->has_token,
+        .node = s->node[0] ? s->node : NULL,
     };
     sb_frame *f = sb_msg_build_info(&info);
     if (f == NULL || sb_queue_push_force(c->sendq, f, f->len) < 0) {
         sb_frame_unref(&f);
         sb_conn_request_close(c, SB_CLOSE_NOMEM);
     }
-    c->last_rx_ms = sb_now_ms();
+    atomic_store_explicit(&c->last_rx_ms, sb_now_ms(), memory_order_relaxed);
     SB_LOG(SB_LOG_DEBUG, "open id=%" PRIu64 " peer=%s", c->id, c->peer);
     conn_loop(c);
     conn_finish(c);

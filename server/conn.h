@@ -49,6 +49,7 @@ typedef struct sb_conn {
     atomic_uint refs;
     uint64_t id;
     sb_server *srv;
+    const sb_config *cfg; /* limits taken at creation (live.h), read-only */
     sb_queue *sendq;
     bool inproc;
     char peer[64];
@@ -58,6 +59,19 @@ typedef struct sb_conn {
     atomic_bool echo;                     /* worker writes, bus reads */
     atomic_uint_fast64_t dropped_pending; /* drop policy: not yet told */
     atomic_uint outstanding;              /* sub/unsub the bus has not done */
+
+    /* Monitoring (/connz, /metrics): each counter has one writer (the
+     * worker; the bus for `dropped` and `nsubs`) and is read by any thread
+     * with relaxed loads. `created_ms` is written before the connection is
+     * registered and never again. */
+    uint64_t created_ms;
+    atomic_uint_fast64_t last_rx_ms; /* when the last frame arrived */
+    atomic_uint_fast64_t msgs_in;    /* publications handed to the bus */
+    atomic_uint_fast64_t msgs_out;   /* msg frames written */
+    atomic_uint_fast64_t bytes_in;
+    atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t dropped; /* frames lost to a full send queue */
+    atomic_size_t nsubs;          /* copy of bus_nsubs */
 
     /* Server registry (server lock). */
     struct sb_conn *reg_prev, *reg_next;
@@ -73,6 +87,7 @@ typedef struct sb_conn {
     bool bus_dirty;
     bool bus_detached;
     struct sb_conn *pause_next; /* bus pause list (bus pause lock) */
+    struct sb_conn *bus_wake_next; /* being woken (bus thread only) */
     bool pause_listed;          /* bus pause lock */
 
     /* Worker only. */
@@ -83,7 +98,6 @@ typedef struct sb_conn {
     size_t out_off; /* bytes of out[0] already sent */
     sb_held held[SB_CONN_HELD_MAX];
     unsigned held_head, held_n;
-    uint64_t last_rx_ms;
     uint64_t linger_deadline_ms; /* closing: give up flushing then */
     bool pinged;
     bool authed;
@@ -91,7 +105,8 @@ typedef struct sb_conn {
     bool paused;    /* waiting for room in the bus's queue */
     unsigned auth_strikes;
     int io_errno;
-    char name[SB_NAME_MAX + 1];
+    char name[SB_NAME_MAX + 1]; /* written and read elsewhere under the
+                                   server lock */
 
     /* In-process subscriptions only. */
     struct sb_subscription *sub;

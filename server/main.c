@@ -1,4 +1,5 @@
-/* main.c - sockbusd: parse, validate, start, wait for a signal, stop. */
+/* main.c - sockbusd: parse, validate, start, wait for signals (SIGHUP
+ * reloads), stop. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -33,12 +34,25 @@ static int is_loopback(const char *host)
            strcmp(host, "localhost") == 0;
 }
 
+/* SIGHUP: read the configuration again, as at start (the file under the
+ * same command line, which still wins), and apply what may change. A bad
+ * file changes nothing. */
+static void reload(sb_server *srv, int argc, char **argv)
+{
+    static sb_config next; /* large; only this thread reloads */
+    char err[512];
+    int rc = sb_config_from_args(&next, argc, argv, err, sizeof(err));
+    if (rc == 0)
+        rc = sb_server_reload(srv, &next, err, sizeof(err));
+    if (rc != 0)
+        SB_LOG(SB_LOG_ERROR, "reload ok=no kept=old err=%s", err);
+}
+
 int main(int argc, char **argv)
 {
-    sb_config cfg;
+    static sb_config cfg;
     char err[512];
-    sb_config_defaults(&cfg);
-    int rc = sb_config_parse_args(&cfg, argc, argv, err, sizeof(err));
+    int rc = sb_config_from_args(&cfg, argc, argv, err, sizeof(err));
     if (rc > 0)
         return 0;
     if (rc < 0 || sb_config_validate(&cfg, err, sizeof(err)) < 0) {
@@ -46,14 +60,17 @@ int main(int argc, char **argv)
         return 2;
     }
     sb_log_set_level((sb_log_level)cfg.log_level);
+    sb_log_set_json(cfg.log_json);
 
-    /* Before any thread exists: no SIGPIPE, and SIGINT/SIGTERM blocked in
-     * every thread so that this one collects them with sigwait(). */
+    /* Before any thread exists: no SIGPIPE, and SIGINT/SIGTERM/SIGHUP
+     * blocked in every thread so that this one collects them with
+     * sigwait(). */
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     raise_nofile();
 
@@ -70,12 +87,21 @@ int main(int argc, char **argv)
         return 2;
     }
     printf("sockbusd listening on %s\n", sb_server_address(srv));
+    if (sb_server_http_address(srv) != NULL)
+        printf("sockbusd http on %s\n", sb_server_http_address(srv));
     fflush(stdout);
 
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        ;
-    SB_LOG(SB_LOG_INFO, "signal name=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        SB_LOG(SB_LOG_INFO, "signal name=%s",
+               sig == SIGHUP ? "SIGHUP"
+                             : (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        if (sig != SIGHUP)
+            break;
+        reload(srv, argc, argv);
+    }
     sb_server_stop(srv);
     return 0;
 }

@@ -29,8 +29,11 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "cluster.h"
 #include "conn.h"
+#include "http.h"
 #include "json.h"
+#include "live.h"
 #include "log.h"
 #include "topic.h"
 
@@ -208,12 +211,15 @@ static void admit(sb_server *s, int fd, const struct sockaddr_storage *sa)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     atomic_fetch_add(&s->ctr.total_conns, 1);
 
+    const sb_config *live = sb_live_get(s->live);
+    size_t max_conns = live->max_conns;
+    sb_live_put(live);
     pthread_mutex_lock(&s->lock);
-    bool full = s->nconns >= s->cfg.max_conns;
+    bool full = s->nconns >= max_conns;
     pthread_mutex_unlock(&s->lock);
     if (full) {
         SB_LOG(SB_LOG_WARN, "refuse peer=%s reason=max_conns limit=%zu", peer,
-               s->cfg.max_conns);
+               max_conns);
         refuse(fd, "connection limit reached");
         return;
     }
@@ -356,14 +362,35 @@ static int bind_listen(sb_server *s, char *err, size_t errlen)
 
 /* ---- Life cycle -------------------------------------------------------- */
 
+/* The node's name: --node, else "HOST:PORT" when clustered (else none:
+ * a single server names no node). */
+static void node_name(sb_server *s)
+{
+    if (s->cfg.node[0] != '\0') {
+        snprintf(s->node, sizeof(s->node), "%s", s->cfg.node);
+    } else if (s->cfg.cluster[0] != '\0') {
+        char host[200];
+        if (gethostname(host, sizeof(host)) < 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        snprintf(s->node, sizeof(s->node), "%s:%u", host, s->port);
+    }
+}
+
 static void server_free(sb_server *s)
 {
+    /* The http server goes first: it reads the registry and the bus, and
+     * it kept answering (/healthz 503) through the whole drain. */
+    sb_http_stop(s->http);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     if (s->accept_wake >= 0)
         close(s->accept_wake);
+    sb_cluster_stop(s->cluster, 0); /* nothing more from NATS */
     sb_bus_stop(s->bus);
+    sb_cluster_free(s->cluster); /* the bus no longer calls it */
     sb_reaper_stop(s->reaper);
+    sb_live_free(s->live);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -384,6 +411,7 @@ int sb_server_start(const sb_config *cfg,
     s->cfg = *cfg;
     s->listen_fd = -1;
     sb_log_set_level((sb_log_level)cfg->log_level);
+    sb_log_set_json(cfg->log_json);
     s->start_ms = sb_now_ms();
     atomic_init(&s->next_id, 1);
     pthread_mutex_init(&s->lock, NULL);
@@ -402,17 +430,35 @@ int sb_server_start(const sb_config *cfg,
     }
     if ((rc = bind_listen(s, err, errlen)) < 0)
         goto fail;
+    node_name(s);
     s->reaper = sb_reaper_start();
     s->bus = sb_bus_new(s);
-    if (s->reaper == NULL || s->bus == NULL) {
+    s->live = sb_live_new(cfg);
+    if (s->reaper == NULL || s->bus == NULL || s->live == NULL) {
         rc = -ENOMEM;
         snprintf(err, errlen, "cannot start the bus: out of memory");
         goto fail;
+    }
+    if (cfg->cluster[0] != '\0') {
+        s->cluster = sb_cluster_new(s, err, errlen);
+        if (s->cluster == NULL) {
+            rc = -EINVAL;
+            goto fail;
+        }
+        sb_bus_set_cluster_out(s->bus, sb_cluster__out, s->cluster);
     }
     if ((rc = sb_bus_start(s->bus)) < 0) {
         snprintf(err, errlen, "cannot start the bus thread: %s", strerror(-rc));
         goto fail;
     }
+    if (s->cluster != NULL && (rc = sb_cluster_start(s->cluster)) < 0) {
+        snprintf(err, errlen, "cannot start the cluster threads: %s",
+                 strerror(-rc));
+        goto fail;
+    }
+    if (cfg->http_listen[0] != '\0' &&
+        (rc = sb_http_start(s, &s->http, err, errlen)) < 0)
+        goto fail;
     rc = sb_thread_create(&s->acceptor, "acceptor", 256 * 1024, acceptor_main,
                           s);
     if (rc < 0) {
@@ -420,8 +466,9 @@ int sb_server_start(const sb_config *cfg,
         goto fail;
     }
     s->acceptor_started = true;
-    SB_LOG(SB_LOG_INFO, "listening address=%s max_conns=%zu auth=%s",
-           s->address, cfg->max_conns, cfg->has_token ? "token" : "none");
+    SB_LOG(SB_LOG_INFO, "listening address=%s max_conns=%zu auth=%s node=%s",
+           s->address, cfg->max_conns, cfg->has_token ? "token" : "none",
+           s->node[0] ? s->node : "-");
     *out = s;
     return 0;
 fail:
@@ -437,6 +484,11 @@ const char *sb_server_address(const sb_server *s)
 uint16_t sb_server_port(const sb_server *s)
 {
     return s->port;
+}
+
+const char *sb_server_http_address(const sb_server *s)
+{
+    return s->http != NULL ? sb_http_address(s->http) : NULL;
 }
 
 static void end_subscription(struct sb_subscription *sub, int reason);
@@ -466,6 +518,13 @@ void sb_server_stop(sb_server *s)
     int left =
         now < s->drain_deadline_ms ? (int)(s->drain_deadline_ms - now) : 0;
     sb_bus_barrier(s->bus, left);
+
+    /* The cluster sends what the bus handed it, then leaves NATS: no
+     * message arrives from other nodes while local clients drain. */
+    now = sb_now_ms();
+    sb_cluster_stop(s->cluster, now < s->drain_deadline_ms
+                                    ? (int)(s->drain_deadline_ms - now)
+                                    : 0);
 
     /* 4. Workers flush their queues, say shutting_down and close;
      *    in-process subscribers finish what is queued for them. */
@@ -513,6 +572,8 @@ void sb_server_stats(sb_server *s, sb_stats *o)
     o->total_connections = atomic_load(&s->ctr.total_conns);
     o->recv_queue = sb_queue_len(sb_bus_queue(s->bus));
     o->recv_queue_high_water = sb_queue_high_water(sb_bus_queue(s->bus));
+    if (s->cluster != NULL)
+        sb_cluster_get_stats(s->cluster, &o->cluster);
 }
 
 void sb_server_set_observer(sb_server *s, sb_interest_fn fn, void *ud)

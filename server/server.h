@@ -4,12 +4,16 @@
  * acceptor (server.c), the connection workers (conn.c) and the bus (bus.c).
  *
  * Threads and locks:
- * - `cfg`, `listen_fd`, `address`, `bus`, `reaper`, `start_ms` are written
- *   before any thread starts and only read afterwards.
+ * - `cfg`, `listen_fd`, `address`, `bus`, `cluster`, `node`, `http`,
+ *   `reaper`, `start_ms` are written before any thread starts and only
+ *   read afterwards.
  * - `lock` guards the connection registry (`conns`, `nconns`, `nquiesced`)
  *   and the in-process subscriptions (`subs`); `cond` signals registry
  *   changes to sb_server_stop().
  * - `state` and the counters are atomics, written by any thread.
+ * - `cfg` is the configuration at start. What a reload may change (see
+ *   sb_config_reloadable()) is read instead from `live`, whose snapshots
+ *   are immutable: each connection keeps the one it took (sb_conn.cfg).
  * Lock order: server lock, then a queue's lock (never the reverse). */
 #ifndef SB_SERVER_H
 #define SB_SERVER_H
@@ -24,7 +28,10 @@
 #include "thread.h"
 
 struct sb_bus;
+struct sb_cluster;
 struct sb_conn;
+struct sb_http;
+struct sb_live;
 
 typedef enum sb_server_state {
     SB_RUNNING = 0,
@@ -45,6 +52,7 @@ typedef struct sb_counters {
 
 struct sb_server {
     sb_config cfg;
+    struct sb_live *live; /* reloadable settings for new connections */
     int listen_fd;
     int accept_wake; /* eventfd: wakes the acceptor */
     char address[300];
@@ -52,6 +60,9 @@ struct sb_server {
     pthread_t acceptor;
     bool acceptor_started;
     struct sb_bus *bus;
+    struct sb_cluster *cluster; /* NULL without --cluster */
+    char node[256];             /* node name, empty when none */
+    struct sb_http *http;       /* monitoring endpoint, NULL when off */
     sb_reaper *reaper;
     uint64_t start_ms;
     uint64_t drain_deadline_ms; /* written before state leaves RUNNING */

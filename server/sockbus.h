@@ -34,6 +34,23 @@ int sb_server_start(const sb_config *cfg,
 const char *sb_server_address(const sb_server *s);
 uint16_t sb_server_port(const sb_server *s);
 
+/* The monitoring endpoint's address ("127.0.0.1:9090", with the real port
+ * when the configured one was 0), or NULL when cfg.http_listen was empty.
+ * Valid until sb_server_stop(). */
+const char *sb_server_http_address(const sb_server *s);
+
+/* Apply `next` (borrowed; a whole configuration, as for start) to the
+ * running server: the log level and format at once, the token for every
+ * later connect, and the per-connection limits (sb_config_reloadable()) for
+ * connections accepted from now on. Other settings keep their running
+ * values. Logs one line per setting that differs ("reload key=max-subs
+ * from=4096 to=100"; the token only as "changed=yes"). Returns 0, or
+ * -EINVAL (invalid: nothing changed, the reason in `err`) or -ENOMEM. */
+int sb_server_reload(sb_server *s,
+                     const sb_config *next,
+                     char *err,
+                     size_t errlen);
+
 /* Stop gracefully: stop accepting, stop reading, deliver everything already
  * accepted to connected subscribers within the configured drain time, send
  * every client `shutting_down`, close everything, join every thread and

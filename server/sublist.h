@@ -32,7 +32,8 @@ sb_sublist *sb_sublist_new(size_t cache_max);
 void sb_sublist_free(sb_sublist *sl);
 
 /* Add `value` under the valid pattern p[0..len) (copied).
- * Returns 0, -EEXIST when that exact pair is already present, or -ENOMEM. */
+ * Returns 0, -EEXIST when that exact pair is already present, -EINVAL when
+ * p is not a valid pattern, or -ENOMEM. */
 int sb_sublist_insert(sb_sublist *sl, const char *p, size_t len, void *value);
 
 /* Remove the pair (p, value). Returns 0 or -ENOENT. */
@@ -40,9 +41,9 @@ int sb_sublist_remove(sb_sublist *sl, const char *p, size_t len, void *value);
 
 /* Every value whose pattern matches the valid literal topic t[0..len).
  * Returns a result owned by the index, valid until the next call of any
- * sb_sublist_ function on `sl`. On ENOMEM the result may be incomplete
- * only if the cache could not be filled; the match itself never fails:
- * it returns NULL only on ENOMEM. */
+ * sb_sublist_ function on `sl` (`items` may be NULL when n is 0). A result
+ * is always complete; failing to cache it is silent. Returns NULL only on
+ * ENOMEM for the match's own working memory. */
 const sb_sublist_result *sb_sublist_match(sb_sublist *sl, const char *t,
                                           size_t len);
 

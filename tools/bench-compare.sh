@@ -14,7 +14,8 @@
 #   B  fan-out:   --pubs 1 --subs 8 --size 128 --msgs 200000
 #   C  latency:   --pubs 1 --subs 1 --size 128 --rate 20000 --msgs 200000
 #   D  large:     --pubs 1 --subs 1 --size 16384 --msgs 50000
-#   E  idle:      --pubs 1 --subs 8 --size 128 --msgs 100000 --conns 10000
+#   E  idle:      --pubs 1 --subs 8 --size 128 --rate 20000 --msgs 100000
+#                 --conns 10000 (RSS per idle connection, paced broadcast)
 #   E2 idle:      the same with --conns 9900 (fits sockbusd under a hard
 #                 limit of 20000 descriptors: it uses two per client)
 # "sockbus-drop" is sockbusd with --slow-policy drop, run for DROP_SCENARIOS
@@ -23,10 +24,14 @@
 #
 # Environment: BUILD_DIR (build-rel), RUNS (3), SCENARIOS ("A B C D E E2"),
 # SERVERS ("sockbus nats redis"), DROP_SCENARIOS ("A B"), OUT (a new
-# directory under /tmp), NO_BUILD=1 to use the binaries as they are.
+# directory under /tmp), NO_BUILD=1 to use the binaries as they are,
+# QUIET_PCT (25) and QUIET_WAIT (120): before each run, wait up to
+# QUIET_WAIT seconds for the rest of the machine to use at most QUIET_PCT
+# percent of a core (on a shared machine, other work skews every figure).
 #
 # Every wait is bounded: builds and runs by timeout(1), server start and
-# stop by deadlines; a server that does not stop is killed.
+# stop and the quiet wait by deadlines; a server that does not stop is
+# killed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -37,6 +42,8 @@ SCENARIOS=${SCENARIOS:-"A B C D E E2"}
 SERVERS=${SERVERS:-"sockbus nats redis"}
 DROP_SCENARIOS=${DROP_SCENARIOS:-"A B"}
 OUT=${OUT:-$(mktemp -d /tmp/sockbus-compare.XXXXXX)}
+QUIET_PCT=${QUIET_PCT:-25}
+QUIET_WAIT=${QUIET_WAIT:-120}
 SOCKBUSD=$BUILD_DIR/server/sockbusd
 BENCH=$BUILD_DIR/tools/sockbus-bench
 SERVER_PID=
@@ -47,8 +54,8 @@ scenario_args() {
   B) echo "--pubs 1 --subs 8 --size 128 --msgs 200000" ;;
   C) echo "--pubs 1 --subs 1 --size 128 --rate 20000 --msgs 200000" ;;
   D) echo "--pubs 1 --subs 1 --size 16384 --msgs 50000" ;;
-  E) echo "--pubs 1 --subs 8 --size 128 --msgs 100000 --conns 10000" ;;
-  E2) echo "--pubs 1 --subs 8 --size 128 --msgs 100000 --conns 9900" ;;
+  E) echo "--pubs 1 --subs 8 --size 128 --rate 20000 --msgs 100000 --conns 10000" ;;
+  E2) echo "--pubs 1 --subs 8 --size 128 --rate 20000 --msgs 100000 --conns 9900" ;;
   *) return 1 ;;
   esac
 }
@@ -112,6 +119,28 @@ wait_listening() {
   return 1
 }
 
+# Clock ticks every process has spent busy since boot (/proc/stat).
+cpu_busy() {
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# Waits until the machine used at most QUIET_PCT % of a core over 2 s, or
+# QUIET_WAIT seconds have passed. Prints the last figure it measured.
+wait_quiet() {
+  local deadline=$((SECONDS + QUIET_WAIT)) hz a b pct
+  hz=$(getconf CLK_TCK)
+  while :; do
+    a=$(cpu_busy)
+    sleep 2
+    b=$(cpu_busy)
+    pct=$(((b - a) * 100 / (2 * hz)))
+    if [ "$pct" -le "$QUIET_PCT" ] || [ $SECONDS -ge $deadline ]; then
+      echo "$pct"
+      return 0
+    fi
+  done
+}
+
 # Starts server `kind` on `port`; sets SERVER_PID.
 start_server() {
   local kind=$1 port=$2 log=$3
@@ -163,8 +192,9 @@ proto_of() {
 
 # One run: fresh server, one bench, server stopped. Writes NAME.json.
 run_one() {
-  local scen=$1 kind=$2 run=$3 port name t
+  local scen=$1 kind=$2 run=$3 port name t quiet
   name="$OUT/$scen-$kind-$run"
+  quiet=$(wait_quiet)
   port=$(free_port)
   start_server "$kind" "$port" "$name.server.log" || return 0
   t=$(scenario_timeout "$scen")
@@ -172,7 +202,7 @@ run_one() {
   read -ra args <<<"$(scenario_args "$scen")"
   cmd=("$BENCH" --proto "$(proto_of "$kind")" --server "127.0.0.1:$port"
     "${args[@]}" --timeout "$t" --server-pid "$SERVER_PID" --json)
-  echo "$scen $kind run $run (load $(cut -d' ' -f1 /proc/loadavg)): ${cmd[*]}" |
+  echo "$scen $kind run $run (machine busy ${quiet}% of a core before): ${cmd[*]}" |
     tee -a "$OUT/commands.txt" >&2
   timeout $((t * 4 + 120)) "${cmd[@]}" >"$name.json" 2>"$name.err" || true
   stop_server
@@ -213,8 +243,8 @@ kinds_of() {
 }
 
 table() {
-  echo "| scen. | server | complete | pub msgs/s | delivered msgs/s | delivered MB/s | p50 us | p99 us | p99.9 us | max us | lost | server CPU % | RSS KiB/conn |"
-  echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  echo "| scen. | server | complete | pub msgs/s | delivered msgs/s | delivered MB/s | p50 us | p99 us | p99.9 us | max us | lost | server CPU % | bench CPU % | other CPU % | RSS KiB/conn |"
+  echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
   local s k
   for s in $SCENARIOS; do
     for k in $(kinds_of "$s"); do
@@ -223,6 +253,8 @@ table() {
         "$(fmt "$(med "$s" "$k" .latency_us.p50)" 0) | $(fmt "$(med "$s" "$k" .latency_us.p99)" 0) |" \
         "$(fmt "$(med "$s" "$k" .latency_us.p999)" 0) | $(fmt "$(med "$s" "$k" .latency_us.max)" 0) |" \
         "$(fmt "$(med "$s" "$k" .lost)" 0) | $(fmt "$(med "$s" "$k" .cpu_pct.server)" 0) |" \
+        "$(fmt "$(med "$s" "$k" .cpu_pct.bench)" 0) |" \
+        "$(fmt "$(med "$s" "$k" '[.cpu_pct.machine - .cpu_pct.server - .cpu_pct.bench, 0] | max')" 0) |" \
         "$(fmt "$(med "$s" "$k" .server_rss_kib.per_conn)" 1) |"
     done
   done

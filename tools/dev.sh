@@ -16,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need.
-PKGS=(build-essential cmake pkgconf libcjson-dev libcmocka-dev)
+PKGS=(build-essential cmake pkgconf libcjson-dev libcmocka-dev
+  libmicrohttpd-dev libnats-dev nats-server)
 
 deps() {
   local missing=()

@@ -59,8 +59,10 @@ int sbb__client_open(sbb_shared *sh,
         return -1;
     }
     int64_t deadline = sbb_now_ns() + sh->timeout_ns;
-    int rc = sbb_conn_open(c, o->proto, (const struct sockaddr *)&sh->addr,
-                           sh->alen, cap, deadline, sh->stop_fd);
+    bool sub = strcmp(role, "subscriber") == 0;
+    int rc = sbb_conn_open(
+        c, o->proto, (const struct sockaddr *)(sub ? &sh->sub_addr : &sh->addr),
+        sub ? sh->sub_alen : sh->alen, cap, deadline, sh->stop_fd);
     if (rc < 0) {
         sbb_conn_strerror(rc, why, sizeof(why));
         snprintf(err, errlen, "cannot connect to %s:%s: %s", o->host, o->port,
@@ -139,8 +141,8 @@ static void pub_event(publisher *p, const sbb_ev *ev)
     } else if (ev->kind == SBB_EV_ERR) {
         p->w->st.errors++;
         if (p->w->st.error[0] == '\0')
-            snprintf(p->w->st.error, sizeof(p->w->st.error),
-                     "server error: %s", ev->text);
+            snprintf(p->w->st.error, sizeof(p->w->st.error), "server error: %s",
+                     ev->text);
     }
 }
 
@@ -222,8 +224,7 @@ static void pub_sleep(const publisher *p, int64_t now)
         next = p->stop_at;
     struct timespec ts = {.tv_sec = next / 1000000000,
                           .tv_nsec = next % 1000000000};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
-           EINTR)
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
 }
 
@@ -300,9 +301,8 @@ static int pub_wait_go(publisher *p)
         return rc;
     p->t0 = atomic_load(&p->sh->t0);
     const sbb_opts *o = p->sh->o;
-    p->stop_at = o->duration_s > 0
-                     ? p->t0 + (int64_t)(o->duration_s * 1e9)
-                     : INT64_MAX;
+    p->stop_at =
+        o->duration_s > 0 ? p->t0 + (int64_t)(o->duration_s * 1e9) : INT64_MAX;
     p->stall = p->t0 + p->sh->timeout_ns;
     return 0;
 }
@@ -314,8 +314,8 @@ static void pub_run(publisher *p)
     if (rc == 0)
         rc = pub_loop(p);
     /* Frames stamped but not written were not published. */
-    uint64_t unsent = (p->pend_len - p->pend_off + p->frame_len - 1) /
-                      p->frame_len;
+    uint64_t unsent =
+        (p->pend_len - p->pend_off + p->frame_len - 1) / p->frame_len;
     w->st.msgs = p->sent - unsent;
     if (rc < 0) {
         set_error(w, rc,
@@ -481,8 +481,8 @@ void *sbb__sub_main(void *arg)
     sbb_shared *sh = w->sh;
     const sbb_opts *o = sh->o;
     if (sbb__client_open(sh, &w->conn, "subscriber", w->id, o->topic,
-                         o->group[0] ? o->group : NULL, SUB_IN_CAP,
-                         w->st.error, sizeof(w->st.error)) < 0) {
+                         o->group[0] ? o->group : NULL, SUB_IN_CAP, w->st.error,
+                         sizeof(w->st.error)) < 0) {
         atomic_fetch_add(&sh->failed, 1);
     } else {
         atomic_fetch_add(&sh->ready, 1);

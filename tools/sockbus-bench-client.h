@@ -29,6 +29,8 @@ typedef struct sbb_shared {
     const sbb_opts *o;
     struct sockaddr_storage addr;
     socklen_t alen;
+    struct sockaddr_storage sub_addr; /* subscribers connect here */
+    socklen_t sub_alen;
     int stop_fd; /* eventfd: readable once every wait must end */
     int go_fd;   /* eventfd: readable once the publishers may start */
     int wake_fd; /* eventfd: workers wake the main thread */
@@ -54,8 +56,8 @@ typedef struct sbb_worker {
     bool started;
     _Atomic uint64_t count; /* published or received so far */
     sbb_client_stats st;
-    sbb_hist *hist;      /* subscriber: latency in ns */
-    uint32_t *next_seq;  /* subscriber: per publisher, last seq + 1 */
+    sbb_hist *hist;     /* subscriber: latency in ns */
+    uint32_t *next_seq; /* subscriber: per publisher, last seq + 1 */
     sbb_conn conn;
 } sbb_worker;
 

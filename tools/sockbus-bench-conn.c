@@ -90,8 +90,8 @@ int sbb_conn_open(sbb_conn *c,
 {
     memset(c, 0, sizeof(*c));
     c->proto = p;
-    c->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   0);
+    c->fd =
+        socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return -errno;
     int one = 1;
@@ -132,11 +132,8 @@ ssize_t sbb_conn_send_some(sbb_conn *c, const void *buf, size_t n)
     }
 }
 
-int sbb_conn_send_all(sbb_conn *c,
-                      const void *buf,
-                      size_t n,
-                      int64_t deadline,
-                      int stop_fd)
+int sbb_conn_send_all(
+    sbb_conn *c, const void *buf, size_t n, int64_t deadline, int stop_fd)
 {
     const char *p = buf;
     while (n > 0) {

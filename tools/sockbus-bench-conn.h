@@ -55,11 +55,8 @@ int sbb_conn_open(sbb_conn *c,
 void sbb_conn_close(sbb_conn *c);
 
 /* Writes all of buf[0..n). Returns 0 or a negative errno. */
-int sbb_conn_send_all(sbb_conn *c,
-                      const void *buf,
-                      size_t n,
-                      int64_t deadline,
-                      int stop_fd);
+int sbb_conn_send_all(
+    sbb_conn *c, const void *buf, size_t n, int64_t deadline, int stop_fd);
 
 /* Writes what the socket takes now. Returns the bytes written (maybe 0)
  * or a negative errno. */

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 
 #define SUB_BITS 6
-#define SUB_COUNT (1u << SUB_BITS)            /* sub-buckets per octave */
-#define LINEAR_MAX (2u * SUB_COUNT)           /* values with own buckets */
+#define SUB_COUNT (1u << SUB_BITS)             /* sub-buckets per octave */
+#define LINEAR_MAX (2u * SUB_COUNT)            /* values with own buckets */
 #define BUCKETS ((65u - SUB_BITS) * SUB_COUNT) /* up to 2^64 - 1 */
 
 struct sbb_hist {

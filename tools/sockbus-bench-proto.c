@@ -67,7 +67,8 @@ static int put_json(char *out, size_t cap, size_t *n, cJSON *j, const char *end)
 }
 
 /* Appends a Redis command as a RESP array of bulk strings (binary safe). */
-static int put_resp(char *out, size_t cap, size_t *n, int argc, const char **argv)
+static int
+put_resp(char *out, size_t cap, size_t *n, int argc, const char **argv)
 {
     char head[32];
     snprintf(head, sizeof(head), "*%d\r\n", argc);
@@ -200,8 +201,8 @@ char *sbb_proto_pub_frame(sbb_proto p,
         tail = "\r\n";
     } else {
         snprintf(head, sizeof(head),
-                 "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n",
-                 strlen(topic), topic, size);
+                 "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n", strlen(topic),
+                 topic, size);
         tail = "\r\n";
     }
     size_t hl = strlen(head), tl = strlen(tail);
@@ -245,7 +246,10 @@ static int get_hex(const char *in, int digits, uint64_t *v)
     return 0;
 }
 
-void sbb_payload_stamp(char *payload, uint64_t send_ns, uint32_t pub, uint32_t seq)
+void sbb_payload_stamp(char *payload,
+                       uint64_t send_ns,
+                       uint32_t pub,
+                       uint32_t seq)
 {
     put_hex(payload, send_ns, 16);
     put_hex(payload + 16, pub, 8);
@@ -464,7 +468,8 @@ struct resp_item {
 
 /* Parses the item at b[at..n). Returns the offset after it, 0 when more
  * bytes are needed, or -1 when it is not RESP. */
-static ssize_t resp_item(const char *b, size_t n, size_t at, struct resp_item *it)
+static ssize_t
+resp_item(const char *b, size_t n, size_t at, struct resp_item *it)
 {
     const char *nl = memchr(b + at, '\n', n - at);
     if (nl == NULL)
@@ -506,7 +511,8 @@ static bool item_is(const struct resp_item *it, const char *word)
 }
 
 /* An array: a push ("message", "subscribe", "pong") of up to 3 items. */
-static ssize_t redis_array(const char *b, size_t n, ssize_t at, long long count, sbb_ev *ev)
+static ssize_t
+redis_array(const char *b, size_t n, ssize_t at, long long count, sbb_ev *ev)
 {
     struct resp_item it[3];
     if (count < 1 || count > 3)

@@ -140,6 +140,8 @@ static void print_cpu(FILE *f, const sbb_result *r)
     fprintf(f, "CPU (%% of a core): bench %.0f", cpu_pct(r->bench_cpu_s, r));
     if (r->server_cpu_s >= 0)
         fprintf(f, ", server %.0f", cpu_pct(r->server_cpu_s, r));
+    if (r->machine_cpu_s >= 0)
+        fprintf(f, ", whole machine %.0f", cpu_pct(r->machine_cpu_s, r));
     fprintf(f, "\n");
 }
 
@@ -181,19 +183,18 @@ void sbb_report_text(FILE *f, const sbb_opts *o, const sbb_result *r)
     summarize(o, r, &s);
     fprintf(f, "%s at %s:%s, topic %s%s%s: %u pubs, %u subs, %zu B payloads, ",
             sbb_proto_name(o->proto), o->host, o->port, o->topic,
-            o->group[0] ? ", group " : "", o->group, o->pubs, o->subs,
-            o->size);
+            o->group[0] ? ", group " : "", o->group, o->pubs, o->subs, o->size);
     if (o->rate > 0)
         fprintf(f, "%s msgs/s\n", grouped(o->rate, a));
     else
         fprintf(f, "flat out\n");
     fprintf(f, "Pub stats: %s msgs/s ~ %.2f MB/s (%s msgs in %.3f s)\n",
-            grouped(s.pub_rate, a), s.pub_mbps, grouped((double)r->published, b),
-            s.pub_s);
+            grouped(s.pub_rate, a), s.pub_mbps,
+            grouped((double)r->published, b), s.pub_s);
     print_clients(f, "pubs", r->pubs, r->npubs, o, r->t0);
     fprintf(f, "Sub stats: %s msgs/s ~ %.2f MB/s (%s msgs in %.3f s)\n",
-            grouped(s.sub_rate, a), s.sub_mbps, grouped((double)r->delivered, b),
-            s.sub_s);
+            grouped(s.sub_rate, a), s.sub_mbps,
+            grouped((double)r->delivered, b), s.sub_s);
     print_clients(f, "subs", r->subs, r->nsubs, o, r->t0);
     fprintf(f,
             "Latency (us): p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  "
@@ -255,7 +256,8 @@ static void add_clients(cJSON *j, const sbb_opts *o, const sbb_result *r)
     add_spread(pc, "sub_rate", s.sub_spread);
     cJSON *pubs = cJSON_AddArrayToObject(pc, "pubs");
     for (unsigned i = 0; i < r->npubs; i++)
-        cJSON_AddItemToArray(pubs, client_json(&r->pubs[i], i, o, r->t0, false));
+        cJSON_AddItemToArray(pubs,
+                             client_json(&r->pubs[i], i, o, r->t0, false));
     cJSON *subs = cJSON_AddArrayToObject(pc, "subs");
     for (unsigned i = 0; i < r->nsubs; i++)
         cJSON_AddItemToArray(subs, client_json(&r->subs[i], i, o, r->t0, true));
@@ -283,6 +285,8 @@ static void add_server(cJSON *j, const sbb_opts *o, const sbb_result *r)
     cJSON_AddNumberToObject(cpu, "bench", cpu_pct(r->bench_cpu_s, r));
     if (r->server_cpu_s >= 0)
         cJSON_AddNumberToObject(cpu, "server", cpu_pct(r->server_cpu_s, r));
+    if (r->machine_cpu_s >= 0)
+        cJSON_AddNumberToObject(cpu, "machine", cpu_pct(r->machine_cpu_s, r));
     if (o->server_pid <= 0)
         return;
     cJSON *m = cJSON_AddObjectToObject(j, "server_rss_kib");
@@ -290,9 +294,9 @@ static void add_server(cJSON *j, const sbb_opts *o, const sbb_result *r)
     cJSON_AddNumberToObject(m, "with_conns", (double)r->rss_conns_kib);
     cJSON_AddNumberToObject(m, "after", (double)r->rss_after_kib);
     if (r->idle_open > 0)
-        cJSON_AddNumberToObject(
-            m, "per_conn",
-            (double)(r->rss_conns_kib - r->rss_before_kib) / r->idle_open);
+        cJSON_AddNumberToObject(m, "per_conn",
+                                (double)(r->rss_conns_kib - r->rss_before_kib) /
+                                    r->idle_open);
 }
 
 static void add_errors(cJSON *j, const sbb_result *r)

@@ -84,6 +84,24 @@ static double server_cpu(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds every process has used since boot (the busy fields of
+ * /proc/stat's first line); -1 when unknown. With the server's and our
+ * own, it tells how much else ran during a measurement. */
+static double machine_cpu(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return -1;
+    unsigned long long user, nice, sys, idle, iowait, irq, softirq, steal;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user,
+                   &nice, &sys, &idle, &iowait, &irq, &softirq, &steal);
+    fclose(f);
+    if (n != 8)
+        return -1;
+    return (double)(user + nice + sys + irq + softirq + steal) /
+           (double)sysconf(_SC_CLK_TCK);
+}
+
 static double self_cpu(void)
 {
     struct rusage ru;
@@ -92,20 +110,39 @@ static double self_cpu(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static int resolve(run *x, char *err, size_t errlen)
+static int resolve_one(const char *host,
+                       const char *port,
+                       struct sockaddr_storage *addr,
+                       socklen_t *alen,
+                       char *err,
+                       size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(x->o->host, x->o->port, &hints, &res);
+    int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s:%s: %s", x->o->host,
-                 x->o->port, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve %s:%s: %s", host, port,
+                 gai_strerror(rc));
         return -1;
     }
-    memcpy(&x->sh.addr, res->ai_addr, res->ai_addrlen);
-    x->sh.alen = res->ai_addrlen;
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *alen = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+static int resolve(run *x, char *err, size_t errlen)
+{
+    const sbb_opts *o = x->o;
+    if (resolve_one(o->host, o->port, &x->sh.addr, &x->sh.alen, err, errlen) <
+        0)
+        return -1;
+    if (o->sub_host[0] != '\0')
+        return resolve_one(o->sub_host, o->sub_port, &x->sh.sub_addr,
+                           &x->sh.sub_alen, err, errlen);
+    x->sh.sub_addr = x->sh.addr;
+    x->sh.sub_alen = x->sh.alen;
     return 0;
 }
 
@@ -165,8 +202,8 @@ static int open_idle(run *x, char *err, size_t errlen)
     char topic[300], why[400];
     for (unsigned i = 0; i < x->o->conns; i++) {
         snprintf(topic, sizeof(topic), "%s.idle.%u", x->o->topic, i);
-        if (sbb__client_open(&x->sh, &x->idle.conns[i], "idle", i, topic,
-                             NULL, IDLE_IN_CAP, why, sizeof(why)) < 0) {
+        if (sbb__client_open(&x->sh, &x->idle.conns[i], "idle", i, topic, NULL,
+                             IDLE_IN_CAP, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "idle connection %u of %u: %s", i + 1,
                      x->o->conns, why);
             return -1;
@@ -205,10 +242,8 @@ static bool wait_wake(run *x, int64_t deadline)
     return interrupted(x);
 }
 
-static int start_workers(sbb_worker *w,
-                         unsigned n,
-                         const char *role,
-                         void *(*fn)(void *))
+static int
+start_workers(sbb_worker *w, unsigned n, const char *role, void *(*fn)(void *))
 {
     for (unsigned i = 0; i < n; i++) {
         char name[16];
@@ -324,6 +359,7 @@ static void monitor(run *x, sbb_result *r)
                      o->group[0] ? (o->subs ? o->msgs : 0) : o->msgs * o->subs);
     }
     double server0 = server_cpu(o->server_pid), self0 = self_cpu();
+    double machine0 = machine_cpu();
     int64_t t0 = sbb_now_ns();
     atomic_store(&x->sh.t0, t0);
     x->next_tick = t0 + NS_PER_S;
@@ -348,10 +384,12 @@ static void monitor(run *x, sbb_result *r)
             break;
         }
     }
-    double server1 = server_cpu(o->server_pid);
+    double server1 = server_cpu(o->server_pid), machine1 = machine_cpu();
     r->cpu_window_s = (double)(sbb_now_ns() - t0) / NS_PER_S;
     r->server_cpu_s = server0 >= 0 && server1 >= 0 ? server1 - server0 : -1;
     r->bench_cpu_s = self_cpu() - self0;
+    r->machine_cpu_s =
+        machine0 >= 0 && machine1 >= 0 ? machine1 - machine0 : -1;
     if (o->progress)
         fprintf(stderr, "\r\033[K");
 }
@@ -447,7 +485,7 @@ int sbb_run(const sbb_opts *o, sbb_result *r)
 {
     memset(r, 0, sizeof(*r));
     r->rss_before_kib = r->rss_conns_kib = r->rss_after_kib = -1;
-    r->server_cpu_s = -1;
+    r->server_cpu_s = r->machine_cpu_s = -1;
     run *x = calloc(1, sizeof(*x));
     if (x == NULL) {
         snprintf(r->error, sizeof(r->error), "out of memory");

@@ -21,20 +21,22 @@
 typedef struct sbb_opts {
     char host[256];
     char port[16];
+    char sub_host[256]; /* --sub-server: the subscribers' server (another */
+    char sub_port[16];  /* node of a cluster); empty: the same server */
     sbb_proto proto;
     unsigned pubs, subs;
-    uint64_t msgs;      /* in total, over all publishers */
-    size_t size;        /* payload bytes, at least SBB_HEADER_LEN */
-    double rate;        /* messages per second in total; 0: flat out */
+    uint64_t msgs; /* in total, over all publishers */
+    size_t size;   /* payload bytes, at least SBB_HEADER_LEN */
+    double rate;   /* messages per second in total; 0: flat out */
     char topic[256];
-    char group[256];    /* empty: no queue group */
-    unsigned conns;     /* idle connections held open during the run */
-    double duration_s;  /* > 0: publish for this long instead of msgs */
-    double timeout_s;   /* bound of every wait */
+    char group[256];   /* empty: no queue group */
+    unsigned conns;    /* idle connections held open during the run */
+    double duration_s; /* > 0: publish for this long instead of msgs */
+    double timeout_s;  /* bound of every wait */
     bool json;
-    char token[4097];   /* empty: none */
-    pid_t server_pid;   /* > 0: sample this process's VmRSS */
-    bool progress;      /* a live line on stderr each second */
+    char token[4097]; /* empty: none */
+    pid_t server_pid; /* > 0: sample this process's VmRSS */
+    bool progress;    /* a live line on stderr each second */
 } sbb_opts;
 
 /* What one publisher or subscriber measured. */
@@ -69,6 +71,7 @@ typedef struct sbb_result {
     double cpu_window_s;    /* from the start to the end of the wait */
     double server_cpu_s;    /* CPU the server used in it (-1: unknown) */
     double bench_cpu_s;     /* CPU this process used in it */
+    double machine_cpu_s;   /* CPU every process used in it (-1: unknown) */
     bool interrupted;       /* SIGINT/SIGTERM cut the run short */
     bool timed_out;         /* --timeout passed before every delivery */
     char error[512];        /* why the run could not start (sbb_run -1) */

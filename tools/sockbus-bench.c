@@ -30,6 +30,8 @@ static const char usage[] =
     "end-to-end latency and loss. Speaks sockbus, NATS and Redis.\n"
     "\n"
     "  --server HOST:PORT  server address (default 127.0.0.1:7878)\n"
+    "  --sub-server H:P    subscribers connect here instead (another node\n"
+    "                      of a sockbus cluster: a cross-node run)\n"
     "  --proto P           sockbus (default), nats or redis\n"
     "  --pubs N            publishers, one connection and thread each (1)\n"
     "  --subs N            subscribers, one connection and thread each (1)\n"
@@ -56,6 +58,7 @@ static const char usage[] =
 
 enum {
     OPT_SERVER = 256,
+    OPT_SUB_SERVER,
     OPT_PROTO,
     OPT_PUBS,
     OPT_SUBS,
@@ -75,6 +78,7 @@ enum {
 
 static const struct option longopts[] = {
     {"server", required_argument, NULL, OPT_SERVER},
+    {"sub-server", required_argument, NULL, OPT_SUB_SERVER},
     {"proto", required_argument, NULL, OPT_PROTO},
     {"pubs", required_argument, NULL, OPT_PUBS},
     {"subs", required_argument, NULL, OPT_SUBS},
@@ -143,7 +147,8 @@ static int parse_double(const char *s, double min, double *v)
 static int parse_server(const char *s, sbb_opts *o)
 {
     const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= sizeof(o->port))
+    if (colon == NULL || colon[1] == '\0' ||
+        strlen(colon + 1) >= sizeof(o->port))
         return -1;
     const char *h = s;
     size_t hl = (size_t)(colon - s);
@@ -184,6 +189,14 @@ static int parse_opt(int c, const char *arg, sbb_opts *o)
     switch (c) {
     case OPT_SERVER:
         return parse_server(arg, o);
+    case OPT_SUB_SERVER: {
+        sbb_opts t;
+        if (parse_server(arg, &t) < 0)
+            return -1;
+        memcpy(o->sub_host, t.host, sizeof(o->sub_host));
+        memcpy(o->sub_port, t.port, sizeof(o->sub_port));
+        return 0;
+    }
     case OPT_PROTO:
         return sbb_proto_parse(arg, &o->proto);
     case OPT_PUBS:

@@ -80,7 +80,13 @@ int sbt_server_start(sbt_server *s, const char *const *args)
     }
     close(p[1]);
     s->pid = pid;
-    char line[256];
+    /* With --http, a second ready line follows the first. */
+    int want = 1;
+    for (size_t i = 0; args && args[i]; i++)
+        if (strcmp(args[i], "--http") == 0 ||
+            strncmp(args[i], "--http=", 7) == 0)
+            want = 2;
+    char line[512];
     size_t n = 0;
     long long deadline = sbt_now_ms() + 10000;
     while (n < sizeof(line) - 1) {
@@ -93,11 +99,27 @@ int sbt_server_start(sbt_server *s, const char *const *args)
             break;
         n += (size_t)got;
         line[n] = '\0';
-        if (strchr(line, '\n'))
+        const char *nl = strchr(line, '\n');
+        if (nl != NULL && (want == 1 || strchr(nl + 1, '\n') != NULL))
             break;
     }
     close(p[0]);
     line[n] = '\0';
+    char *second = strchr(line, '\n');
+    if (second != NULL)
+        *second++ = '\0';
+    if (want == 2) {
+        const char *hp = "sockbusd http on ";
+        size_t hn = strlen(hp);
+        if (second != NULL && strncmp(second, hp, hn) == 0) {
+            second[strcspn(second, "\n")] = '\0';
+            snprintf(s->http_addr, sizeof(s->http_addr), "%s", second + hn);
+            const char *hc = strrchr(s->http_addr, ':');
+            s->http_port = hc ? atoi(hc + 1) : 0;
+        }
+        if (s->http_port <= 0)
+            line[0] = '\0'; /* fails below */
+    }
     const char *colon = strrchr(line, ':');
     if (strncmp(line, "sockbusd listening on ", 22) != 0 || colon == NULL) {
         fprintf(stderr, "harness: sockbusd did not start (log %s)\n",

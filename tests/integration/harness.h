@@ -18,11 +18,15 @@
 typedef struct sbt_server {
     pid_t pid;
     int port;
+    int http_port;       /* with --http in args; else 0 */
+    char http_addr[128]; /* "HOST:PORT" of the http line; else "" */
     char log_path[256];
 } sbt_server;
 
 /* Start sockbusd with `--listen 127.0.0.1:0` plus `args` (NULL-terminated,
- * may be NULL), and wait up to 10 s for its ready line.
+ * may be NULL), and wait up to 10 s for its ready line. When `args` has
+ * --http, wait for the second ready line too ("sockbusd http on
+ * HOST:PORT") and fill http_port and http_addr.
  * Returns 0, or -1 (the server's log says why). */
 int sbt_server_start(sbt_server *s, const char *const *args);
 

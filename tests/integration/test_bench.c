@@ -30,9 +30,9 @@
 
 /* What one run of the bench printed and how it ended. */
 typedef struct bench_run {
-    int status;  /* exit status, or -1 when it had to be killed */
-    char *out;   /* stdout, NUL-terminated (owned) */
-    char *err;   /* stderr, NUL-terminated (owned) */
+    int status;   /* exit status, or -1 when it had to be killed */
+    char *out;    /* stdout, NUL-terminated (owned) */
+    char *err;    /* stderr, NUL-terminated (owned) */
     long long ms; /* wall time */
 } bench_run;
 
@@ -212,8 +212,7 @@ static void assert_consistent(const cJSON *j, double expected)
 
 static void test_bench_fan_out_complete(void **state)
 {
-    const char *args[] = {"--pubs", "2", "--subs", "2", "--msgs", "2000",
-                          NULL};
+    const char *args[] = {"--pubs", "2", "--subs", "2", "--msgs", "2000", NULL};
     cJSON *j = bench_json(*state, args);
     assert_string_equal(sbt_str(j, "proto"), "sockbus");
     assert_true(num(j, "published", NULL) == 2000);
@@ -231,8 +230,8 @@ static void test_bench_fan_out_complete(void **state)
 
 static void test_bench_group_delivers_once(void **state)
 {
-    const char *args[] = {"--pubs", "2", "--subs", "3", "--msgs",
-                          "3000", "--group", "workers", NULL};
+    const char *args[] = {"--pubs", "2",       "--subs",  "3", "--msgs",
+                          "3000",   "--group", "workers", NULL};
     cJSON *j = bench_json(*state, args);
     assert_consistent(j, 3000);
     assert_string_equal(sbt_str(j, "group"), "workers");
@@ -305,8 +304,8 @@ static void test_bench_server_gone(void **state)
     assert_int_equal(sbt_server_start(&s, NULL), 0);
     char server[64];
     snprintf(server, sizeof(server), "127.0.0.1:%d", s.port);
-    const char *args[] = {"--server", server, "--msgs", "100000", "--rate",
-                          "2000", "--timeout", "30", NULL};
+    const char *args[] = {"--server", server,      "--msgs", "100000", "--rate",
+                          "2000",     "--timeout", "30",     NULL};
     pid_t killer = fork();
     if (killer == 0) {
         usleep(700 * 1000);

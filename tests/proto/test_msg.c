@@ -246,6 +246,53 @@ static void test_msg_builders_valid_json(void **state)
     sb_frame_unref(&f);
 }
 
+/* A message from the cluster: same text as a local one, its route and
+ * group recorded after it; and the stats frame's cluster object. */
+static void test_msg_cluster_frames(void **state)
+{
+    (void)state;
+    sb_span t = {"a.b", 3}, d = {"{\"x\":1}", 7}, r = {"_INBOX.1", 8};
+    sb_frame *local = sb_msg_build_msg(t, d, r, 5);
+    sb_frame *f = sb_msg_build_msg_routed(t, d, r, SB_ORIGIN_CLUSTER,
+                                          SB_ROUTE_GROUP, (sb_span){"g1", 2});
+    assert_non_null(local);
+    assert_non_null(f);
+    assert_string_equal(f->text, local->text);
+    assert_int_equal(local->route, SB_ROUTE_LOCAL);
+    assert_null(local->group);
+    assert_int_equal(f->route, SB_ROUTE_GROUP);
+    assert_int_equal(f->group_len, 2);
+    assert_string_equal(f->group, "g1");
+    assert_string_equal(f->topic, "a.b");
+    assert_string_equal(f->reply, "_INBOX.1");
+    assert_true(f->origin == SB_ORIGIN_CLUSTER);
+    sb_frame_unref(&f);
+    sb_frame_unref(&local);
+
+    sb_stats st = {0};
+    f = sb_msg_build_stats(&st);
+    cJSON *j = parse_frame(f);
+    cJSON *cl = cJSON_GetObjectItem(j, "cluster");
+    assert_string_equal(cJSON_GetObjectItem(cl, "state")->valuestring, "off");
+    cJSON_Delete(j);
+    sb_frame_unref(&f);
+
+    st.cluster.state = "connected";
+    snprintf(st.cluster.node, sizeof(st.cluster.node), "n\"1");
+    snprintf(st.cluster.server, sizeof(st.cluster.server), "nats://h:4222");
+    st.cluster.msgs_sent = UINT64_MAX;
+    f = sb_msg_build_stats(&st);
+    j = parse_frame(f);
+    cl = cJSON_GetObjectItem(j, "cluster");
+    assert_string_equal(cJSON_GetObjectItem(cl, "node")->valuestring, "n\"1");
+    assert_string_equal(cJSON_GetObjectItem(cl, "server")->valuestring,
+                        "nats://h:4222");
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cl, "msgs_sent")));
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(cl, "subscriptions")));
+    cJSON_Delete(j);
+    sb_frame_unref(&f);
+}
+
 static void test_msg_err_strings(void **state)
 {
     (void)state;
@@ -263,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_msg_id_kept_on_error),
         cmocka_unit_test(test_msg_deep_nesting_fails_cleanly),
         cmocka_unit_test(test_msg_builders_valid_json),
+        cmocka_unit_test(test_msg_cluster_frames),
         cmocka_unit_test(test_msg_err_strings),
     };
     return cmocka_run_group_tests_name("msg", tests, NULL, NULL);

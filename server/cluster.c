@@ -1,0 +1,923 @@
+/* cluster.c - the NATS link of a clustered node. See cluster.h.
+ *
+ * Who touches what:
+ * - The cluster thread ("cluster") connects both NATS connections, then
+ *   applies interest changes: it alone owns `subs` (the NATS
+ *   subscriptions) and `retired_dropped`.
+ * - The publisher thread ("cluster-pub") pops frames from `outq` and
+ *   publishes them on the pub connection.
+ * - The bus thread calls sb_cluster__out() (reads `state` and `closed`,
+ *   pushes into `outq`) and the interest observer (appends to `changes`).
+ * - libnats threads call the connection callbacks (they update the link
+ *   states, `server` and `state`) and the message handler (it pushes into
+ *   the bus's receive queue). Every subscription uses the library's
+ *   delivery pool, sized to one thread: messages of all subscriptions of
+ *   a connection are handled one at a time in the order NATS sent them,
+ *   which keeps each publisher's order across a node's patterns.
+ * - `lock` guards `changes`, `stopping`, the link states, `server`,
+ *   `ever_connected`, `live_subs` and `closed_seen`; `cond` signals changes to
+ * the cluster thread and completions to sb_cluster_stop(). No libnats call is
+ * made under it. Counters are atomics.
+ *
+ * Two connections, because of echo: NATS delivers a connection's own
+ * publications back to it unless it connects with echo off. Plain
+ * interest must not see our own publications (the bus already gave them
+ * to local plain subscribers), but queue groups must (NATS picks the
+ * member, maybe one here). */
+#define _GNU_SOURCE
+#include "cluster.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "json.h"
+#include "log.h"
+#include "server.h"
+#include "strmap.h"
+#include "thread.h"
+#include "topic.h"
+
+#define OUT_BATCH 256
+#define IN_PUSH_TIMEOUT_MS 1000 /* a message from NATS waits for the bus */
+#define RECONNECT_WAIT_MS 250
+#define CONNECT_TIMEOUT_MS 1000
+#define PING_INTERVAL_MS 5000
+#define CLOSE_WAIT_MS 3000
+#define LOG_EVERY_MS 1000
+#define MAX_URLS 32
+/* Marks a publication whose publisher has echo off, so that a copy NATS
+ * hands back to this node for a queue group skips that publisher. */
+#define ORIGIN_HEADER "Sockbus-Origin"
+
+enum { LINK_PUB = 0, LINK_GROUP = 1 };
+
+enum cluster_state {
+    CL_DISCONNECTED = 0, /* never connected yet, or closed */
+    CL_CONNECTED = 1,
+    CL_RECONNECTING = 2,
+};
+
+static const char *const state_names[] = {"disconnected", "connected",
+                                          "reconnecting"};
+
+struct link {
+    sb_cluster *cl;
+    const char *name;           /* "pub" or "group" */
+    natsConnection *_Atomic nc; /* set once connected or retrying */
+    natsConnStatus status;      /* lock */
+    bool closed_seen;           /* lock */
+};
+
+/* One NATS subscription; the message handler's closure. Freed by libnats'
+ * completion callback, once no handler can run any more. */
+typedef struct csub {
+    sb_cluster *cl;
+    natsSubscription *sub;
+    uint8_t glen;
+    char group[SB_GROUP_MAX + 1]; /* "" for plain interest */
+} csub;
+
+/* An interest change reported by the bus. */
+typedef struct change {
+    struct change *next;
+    bool added;
+    uint16_t plen;
+    uint8_t glen;
+    char text[]; /* pattern, then group */
+} change;
+
+/* A rate-limited log line: at most one per second, with a count. */
+typedef struct ratelog {
+    atomic_uint_fast64_t last_ms;
+    atomic_uint_fast64_t unlogged;
+} ratelog;
+
+struct sb_cluster {
+    sb_server *srv;
+    sb_queue *bus_q;
+    size_t max_frame;
+    char prefix[128];
+    size_t plen;
+    char node[256];
+    char uid[17];         /* random: this process among all nodes */
+    char plain_queue[32]; /* the queue group of our plain interest */
+    natsOptions *opts[2];
+    struct link link[2];
+    sb_queue *outq;
+    pthread_t ctl, pub;
+    bool ctl_started, pub_started, stopped;
+    bool leak; /* libnats did not finish in time: never free */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    change *changes, *changes_tail;
+    bool stopping;
+    int live_subs;
+    bool ever_connected;
+    char server[256];
+
+    sb_strmap *subs; /* cluster thread: key(group, pattern) -> csub */
+    uint64_t retired_dropped;
+
+    atomic_int state; /* enum cluster_state */
+    atomic_bool closed;
+    atomic_uint_fast64_t msgs_sent, bytes_sent, msgs_received, bytes_received,
+        dropped, invalid, nsubs, nats_dropped;
+    ratelog invalid_log, drop_log, error_log;
+};
+
+/* ---- Small helpers ----------------------------------------------------- */
+
+/* True (and the count to report) when a rate-limited event may log now. */
+static bool ratelog_hit(ratelog *r, uint64_t *count)
+{
+    atomic_fetch_add(&r->unlogged, 1);
+    uint64_t now = sb_now_ms();
+    uint64_t last = atomic_load(&r->last_ms);
+    if (last != 0 && now - last < LOG_EVERY_MS)
+        return false;
+    if (!atomic_compare_exchange_strong(&r->last_ms, &last, now))
+        return false;
+    *count = atomic_exchange(&r->unlogged, 0);
+    return true;
+}
+
+/* `url` without the user information (credentials) it may carry. */
+static void strip_credentials(char *out, size_t n, const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *at = strchr(host, '@');
+    const char *slash = strchr(host, '/');
+    if (at != NULL && (slash == NULL || at < slash))
+        snprintf(out, n, "%.*s%s", (int)(host - url), url, at + 1);
+    else
+        snprintf(out, n, "%s", url);
+}
+
+/* "PREFIX.name" into out[0..n). Returns false when it does not fit. */
+static bool
+subject(const sb_cluster *cl, char *out, size_t n, const char *name, size_t len)
+{
+    if (cl->plen + 1 + len + 1 > n)
+        return false;
+    memcpy(out, cl->prefix, cl->plen);
+    out[cl->plen] = '.';
+    memcpy(out + cl->plen + 1, name, len);
+    out[cl->plen + 1 + len] = '\0';
+    return true;
+}
+
+/* The part of `subj` after "PREFIX.", or NULL when it is not under it. */
+static const char *strip_prefix(const sb_cluster *cl, const char *subj)
+{
+    if (strncmp(subj, cl->prefix, cl->plen) != 0 || subj[cl->plen] != '.')
+        return NULL;
+    return subj + cl->plen + 1;
+}
+
+/* ---- Connection state -------------------------------------------------- */
+
+/* Connected while both connections are; reconnecting after a loss, until
+ * both are back; disconnected before the first connection and once
+ * closed. Lock held. */
+static enum cluster_state combined_state(sb_cluster *cl)
+{
+    bool up = true, closed = false;
+    for (int i = 0; i < 2; i++) {
+        up = up && cl->link[i].status == NATS_CONN_STATUS_CONNECTED;
+        closed = closed || cl->link[i].status == NATS_CONN_STATUS_CLOSED;
+    }
+    if (up)
+        cl->ever_connected = true;
+    if (closed)
+        return CL_DISCONNECTED;
+    return up                   ? CL_CONNECTED
+           : cl->ever_connected ? CL_RECONNECTING
+                                : CL_DISCONNECTED;
+}
+
+/* Every connection event: record the connection's status as it is now
+ * (callbacks may run late; the last one always sees the last status),
+ * and log when the node's state changes. */
+static void conn_event(natsConnection *nc, void *closure)
+{
+    struct link *l = closure;
+    sb_cluster *cl = l->cl;
+    natsConnStatus st = natsConnection_Status(nc);
+    char url[256] = "", shown[256] = "";
+    if (st == NATS_CONN_STATUS_CONNECTED && l == &cl->link[LINK_PUB] &&
+        natsConnection_GetConnectedUrl(nc, url, sizeof(url)) == NATS_OK)
+        strip_credentials(shown, sizeof(shown), url);
+
+    pthread_mutex_lock(&cl->lock);
+    l->status = st;
+    if (l == &cl->link[LINK_PUB])
+        snprintf(cl->server, sizeof(cl->server), "%s", shown);
+    enum cluster_state was = (enum cluster_state)atomic_load(&cl->state);
+    enum cluster_state now = combined_state(cl);
+    atomic_store(&cl->state, (int)now);
+    char server[256];
+    snprintf(server, sizeof(server), "%s", cl->server);
+    pthread_mutex_unlock(&cl->lock);
+
+    if (now != was)
+        SB_LOG(now == CL_CONNECTED ? SB_LOG_INFO : SB_LOG_WARN,
+               "cluster state=%s node=%s server=%s conn=%s", state_names[now],
+               cl->node, server[0] ? server : "-", l->name);
+    else
+        SB_LOG(SB_LOG_DEBUG, "cluster conn=%s status=%d", l->name, (int)st);
+}
+
+static void on_conn_event(natsConnection *nc, void *closure)
+{
+    conn_event(nc, closure);
+}
+
+/* The connection's last callback (other events seen late may already
+ * read the closed status, so only this one counts): once the flag is
+ * seen, sb_cluster_stop() may free `cl`, so nothing touches it after. */
+static void on_conn_closed(natsConnection *nc, void *closure)
+{
+    struct link *l = closure;
+    sb_cluster *cl = l->cl;
+    conn_event(nc, closure);
+    pthread_mutex_lock(&cl->lock);
+    l->closed_seen = true;
+    pthread_cond_broadcast(&cl->cond);
+    pthread_mutex_unlock(&cl->lock);
+}
+
+static void on_nats_error(natsConnection *nc,
+                          natsSubscription *sub,
+                          natsStatus err,
+                          void *closure)
+{
+    (void)nc;
+    (void)sub;
+    struct link *l = closure;
+    uint64_t n;
+    if (ratelog_hit(&l->cl->error_log, &n))
+        SB_LOG(SB_LOG_WARN, "cluster nats_error conn=%s err=%s count=%" PRIu64,
+               l->name, natsStatus_GetText(err), n);
+}
+
+/* ---- Messages from NATS ------------------------------------------------ */
+
+static void invalid(sb_cluster *cl, const char *why, const char *subj)
+{
+    atomic_fetch_add(&cl->invalid, 1);
+    uint64_t n;
+    if (ratelog_hit(&cl->invalid_log, &n))
+        SB_LOG(SB_LOG_WARN,
+               "cluster invalid reason=%s subject=%.200s count=%" PRIu64, why,
+               subj, n);
+}
+
+static void dropped_in(sb_cluster *cl, const char *why)
+{
+    atomic_fetch_add(&cl->dropped, 1);
+    uint64_t n;
+    if (ratelog_hit(&cl->drop_log, &n))
+        SB_LOG(SB_LOG_WARN,
+               "cluster dropped direction=in reason=%s count=%" PRIu64, why, n);
+}
+
+/* The publisher's connection id when the message is one of ours from a
+ * publisher with echo off, else SB_ORIGIN_CLUSTER. */
+static uint64_t origin_of(sb_cluster *cl, natsMsg *msg)
+{
+    const char *v = NULL;
+    if (natsMsgHeader_Get(msg, ORIGIN_HEADER, &v) != NATS_OK || v == NULL)
+        return SB_ORIGIN_CLUSTER;
+    size_t ul = strlen(cl->uid);
+    if (strncmp(v, cl->uid, ul) != 0 || v[ul] != '.')
+        return SB_ORIGIN_CLUSTER;
+    char *end;
+    unsigned long long id = strtoull(v + ul + 1, &end, 10);
+    return *end == '\0' && id != 0 ? (uint64_t)id : SB_ORIGIN_CLUSTER;
+}
+
+/* Check a message from NATS, build its msg frame and hand it to the bus. */
+static void take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
+{
+    const char *subj = natsMsg_GetSubject(msg);
+    const char *topic = strip_prefix(cl, subj);
+    if (topic == NULL || !sb_topic_valid(topic, strlen(topic))) {
+        invalid(cl, "topic", subj);
+        return;
+    }
+    const char *data = natsMsg_GetData(msg);
+    int dl = natsMsg_GetDataLength(msg);
+    sb_json_result jr;
+    if (data == NULL || dl <= 0 ||
+        sb_json_scan(data, (size_t)dl, NULL, 0, &jr) < 0) {
+        invalid(cl, "json", subj);
+        return;
+    }
+    /* Whitespace between JSON tokens may hold newlines, which would end
+     * the frame early: they become spaces (strings cannot hold one). */
+    char *copy = NULL;
+    if (memchr(data, '\n', (size_t)dl) != NULL) {
+        copy = malloc((size_t)dl);
+        if (copy == NULL) {
+            dropped_in(cl, "out_of_memory");
+            return;
+        }
+        for (int i = 0; i < dl; i++)
+            copy[i] = data[i] == '\n' ? ' ' : data[i];
+        data = copy;
+    }
+    /* A reply subject outside the bus's prefix cannot be answered through
+     * sockbus: the message is delivered without it. */
+    const char *reply = natsMsg_GetReply(msg);
+    sb_span rs = {0};
+    if (reply != NULL && (reply = strip_prefix(cl, reply)) != NULL &&
+        sb_topic_valid(reply, strlen(reply)))
+        rs = (sb_span){reply, strlen(reply)};
+
+    bool group = cs->glen > 0;
+    sb_frame *f = sb_msg_build_msg_routed(
+        (sb_span){topic, strlen(topic)}, (sb_span){data, (size_t)dl}, rs,
+        group ? origin_of(cl, msg) : SB_ORIGIN_CLUSTER,
+        group ? SB_ROUTE_GROUP : SB_ROUTE_PLAIN_ONLY,
+        (sb_span){cs->group, cs->glen});
+    free(copy);
+    if (f == NULL) {
+        dropped_in(cl, "out_of_memory");
+        return;
+    }
+    if (f->len > cl->max_frame) {
+        sb_frame_unref(&f);
+        invalid(cl, "too_large", subj);
+        return;
+    }
+    /* The same bounded queue as socket input: wait a little for room (the
+     * library buffers meanwhile, up to its pending limits), then drop. */
+    int rc = sb_queue_push(cl->bus_q, f, f->len, IN_PUSH_TIMEOUT_MS);
+    if (rc < 0) {
+        sb_frame_unref(&f);
+        if (rc != -EPIPE)
+            dropped_in(cl, "bus_full");
+        return;
+    }
+    atomic_fetch_add_explicit(&cl->msgs_received, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cl->bytes_received, (uint64_t)dl,
+                              memory_order_relaxed);
+}
+
+static void
+on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    csub *cs = closure;
+    take_in(cs->cl, cs, msg);
+    natsMsg_Destroy(msg);
+}
+
+/* libnats: the subscription is closed and its handler has returned. */
+static void on_sub_complete(void *closure)
+{
+    csub *cs = closure;
+    sb_cluster *cl = cs->cl;
+    free(cs);
+    pthread_mutex_lock(&cl->lock);
+    cl->live_subs--;
+    pthread_cond_broadcast(&cl->cond); /* under the lock: see above */
+    pthread_mutex_unlock(&cl->lock);
+}
+
+/* ---- Interest ---------------------------------------------------------- */
+
+/* The bus's interest observer: queue the change for the cluster thread.
+ * Bus thread; never blocks on NATS. */
+static void on_interest(const char *pattern,
+                        size_t plen,
+                        const char *group,
+                        size_t glen,
+                        int added,
+                        void *ud)
+{
+    sb_cluster *cl = ud;
+    change *c = malloc(sizeof(*c) + plen + glen);
+    if (c == NULL) {
+        SB_LOG(SB_LOG_ERROR, "cluster interest_lost pattern=%.*s err=ENOMEM",
+               (int)plen, pattern);
+        return;
+    }
+    c->next = NULL;
+    c->added = added != 0;
+    c->plen = (uint16_t)plen;
+    c->glen = (uint8_t)glen;
+    memcpy(c->text, pattern, plen);
+    if (glen > 0)
+        memcpy(c->text + plen, group, glen);
+    pthread_mutex_lock(&cl->lock);
+    if (cl->changes_tail != NULL)
+        cl->changes_tail->next = c;
+    else
+        cl->changes = c;
+    cl->changes_tail = c;
+    pthread_mutex_unlock(&cl->lock);
+    pthread_cond_broadcast(&cl->cond);
+}
+
+static csub *nats_subscribe(sb_cluster *cl, const change *c)
+{
+    bool group = c->glen > 0;
+    natsConnection *nc = atomic_load(&cl->link[group].nc);
+    char subj[512];
+    if (nc == NULL || !subject(cl, subj, sizeof(subj), c->text, c->plen))
+        return NULL;
+    csub *cs = calloc(1, sizeof(*cs));
+    if (cs == NULL)
+        return NULL;
+    cs->cl = cl;
+    cs->glen = c->glen;
+    memcpy(cs->group, c->text + c->plen, c->glen);
+    natsStatus s = natsConnection_QueueSubscribe(
+        &cs->sub, nc, subj, group ? cs->group : cl->plain_queue, on_msg, cs);
+    if (s == NATS_OK) {
+        pthread_mutex_lock(&cl->lock);
+        cl->live_subs++;
+        pthread_mutex_unlock(&cl->lock);
+        s = natsSubscription_SetOnCompleteCB(cs->sub, on_sub_complete, cs);
+        if (s != NATS_OK) {
+            /* Cannot happen for a fresh asynchronous subscription; if it
+             * did, never free `cs`, which a handler may still use. */
+            natsSubscription_Unsubscribe(cs->sub);
+            natsSubscription_Destroy(cs->sub);
+            return NULL;
+        }
+        return cs;
+    }
+    SB_LOG(SB_LOG_WARN, "cluster subscribe_failed subject=%s group=%s err=%s",
+           subj, group ? cs->group : "-", natsStatus_GetText(s));
+    free(cs);
+    return NULL;
+}
+
+static void nats_unsubscribe(sb_cluster *cl, csub *cs)
+{
+    int64_t d = 0;
+    if (natsSubscription_GetDropped(cs->sub, &d) == NATS_OK && d > 0)
+        cl->retired_dropped += (uint64_t)d;
+    natsSubscription *sub = cs->sub;
+    natsSubscription_Unsubscribe(sub); /* completion frees `cs` */
+    natsSubscription_Destroy(sub);
+}
+
+static size_t
+interest_key(char *k, const char *g, size_t gl, const char *p, size_t pl)
+{
+    k[0] = (char)gl;
+    memcpy(k + 1, g, gl);
+    memcpy(k + 1 + gl, p, pl);
+    return 1 + gl + pl;
+}
+
+static void apply_change(sb_cluster *cl, const change *c)
+{
+    char key[1 + SB_GROUP_MAX + SB_TOPIC_MAX];
+    size_t kn = interest_key(key, c->text + c->plen, c->glen, c->text, c->plen);
+    csub *cs = sb_strmap_get(cl->subs, key, kn);
+    if (c->added && cs == NULL) {
+        cs = nats_subscribe(cl, c);
+        if (cs == NULL)
+            return;
+        if (sb_strmap_put(cl->subs, key, kn, cs) < 0) {
+            nats_unsubscribe(cl, cs);
+            return;
+        }
+        atomic_fetch_add(&cl->nsubs, 1);
+        SB_LOG(SB_LOG_DEBUG, "cluster sub pattern=%.*s group=%.*s",
+               (int)c->plen, c->text, (int)c->glen,
+               c->glen ? c->text + c->plen : "-");
+    } else if (!c->added && cs != NULL) {
+        sb_strmap_del(cl->subs, key, kn);
+        nats_unsubscribe(cl, cs);
+        atomic_fetch_sub(&cl->nsubs, 1);
+        SB_LOG(SB_LOG_DEBUG, "cluster unsub pattern=%.*s group=%.*s",
+               (int)c->plen, c->text, (int)c->glen,
+               c->glen ? c->text + c->plen : "-");
+    }
+}
+
+static void add_dropped(const void *key, size_t n, void *value, void *ud)
+{
+    (void)key;
+    (void)n;
+    csub *cs = value;
+    int64_t d = 0;
+    if (natsSubscription_GetDropped(cs->sub, &d) == NATS_OK && d > 0)
+        *(uint64_t *)ud += (uint64_t)d;
+}
+
+static void unsubscribe_entry(const void *key, size_t n, void *value, void *ud)
+{
+    (void)key;
+    (void)n;
+    nats_unsubscribe(ud, value);
+}
+
+/* ---- The threads ------------------------------------------------------- */
+
+static void connect_link(sb_cluster *cl, int i)
+{
+    struct link *l = &cl->link[i];
+    natsConnection *nc = NULL;
+    natsStatus s = natsConnection_Connect(&nc, cl->opts[i]);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+        SB_LOG(SB_LOG_ERROR, "cluster connect_failed conn=%s err=%s", l->name,
+               natsStatus_GetText(s));
+        return;
+    }
+    atomic_store(&l->nc, nc);
+    on_conn_event(nc, l); /* a connect that succeeded at once has no cb */
+}
+
+static void *ctl_main(void *arg)
+{
+    sb_cluster *cl = arg;
+    connect_link(cl, LINK_PUB);
+    connect_link(cl, LINK_GROUP);
+    for (;;) {
+        pthread_mutex_lock(&cl->lock);
+        if (cl->changes == NULL && !cl->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1; /* refresh the dropped counter now and then */
+            pthread_cond_timedwait(&cl->cond, &cl->lock, &ts);
+        }
+        change *list = cl->changes;
+        cl->changes = cl->changes_tail = NULL;
+        bool stop = cl->stopping;
+        pthread_mutex_unlock(&cl->lock);
+
+        while (list != NULL) {
+            change *c = list;
+            list = c->next;
+            apply_change(cl, c);
+            free(c);
+        }
+        uint64_t d = cl->retired_dropped;
+        sb_strmap_foreach(cl->subs, add_dropped, &d);
+        atomic_store(&cl->nats_dropped, d);
+        if (stop)
+            break;
+    }
+    sb_strmap_foreach(cl->subs, unsubscribe_entry, cl);
+    sb_strmap_free(cl->subs);
+    cl->subs = NULL;
+    return NULL;
+}
+
+static void publish_one(sb_cluster *cl, natsConnection *nc, const sb_frame *f)
+{
+    char subj[512], rep[512];
+    const char *data = f->text + f->data_off;
+    int dl = (int)f->data_len;
+    natsStatus s = NATS_INVALID_ARG;
+    if (nc == NULL ||
+        !subject(cl, subj, sizeof(subj), f->topic, f->topic_len) ||
+        (f->reply && !subject(cl, rep, sizeof(rep), f->reply, f->reply_len))) {
+        /* dropped below */
+    } else if (f->no_echo) {
+        natsMsg *m = NULL;
+        s = natsMsg_Create(&m, subj, f->reply ? rep : NULL, data, dl);
+        char v[64];
+        snprintf(v, sizeof(v), "%s.%" PRIu64, cl->uid, f->origin);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, ORIGIN_HEADER, v);
+        if (s == NATS_OK)
+            s = natsConnection_PublishMsg(nc, m);
+        natsMsg_Destroy(m);
+    } else if (f->reply) {
+        s = natsConnection_PublishRequest(nc, subj, rep, data, dl);
+    } else {
+        s = natsConnection_Publish(nc, subj, data, dl);
+    }
+    if (s != NATS_OK) {
+        atomic_fetch_add(&cl->dropped, 1);
+        uint64_t n;
+        if (ratelog_hit(&cl->drop_log, &n))
+            SB_LOG(SB_LOG_WARN,
+                   "cluster dropped direction=out reason=%s count=%" PRIu64,
+                   natsStatus_GetText(s), n);
+        return;
+    }
+    atomic_fetch_add_explicit(&cl->msgs_sent, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cl->bytes_sent, (uint64_t)dl,
+                              memory_order_relaxed);
+}
+
+static void *pub_main(void *arg)
+{
+    sb_cluster *cl = arg;
+    void *items[OUT_BATCH];
+    for (;;) {
+        int n = sb_queue_pop_batch(cl->outq, items, NULL, OUT_BATCH, -1);
+        if (n == -EPIPE)
+            break;
+        natsConnection *nc = atomic_load(&cl->link[LINK_PUB].nc);
+        for (int i = 0; i < n; i++) {
+            sb_frame *f = items[i];
+            publish_one(cl, nc, f);
+            sb_frame_unref(&f);
+        }
+    }
+    return NULL;
+}
+
+/* ---- Life cycle -------------------------------------------------------- */
+
+static natsStatus make_opts(sb_cluster *cl, int i, const char **urls, int nurls)
+{
+    struct link *l = &cl->link[i];
+    natsOptions *o = NULL;
+    char name[300];
+    snprintf(name, sizeof(name), "sockbus %s %s", cl->node, l->name);
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(o, urls, nurls);
+    if (s == NATS_OK) /* the first URL first: a node's own NATS server */
+        s = natsOptions_SetNoRandomize(o, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, RECONNECT_WAIT_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, CONNECT_TIMEOUT_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(o, true, on_conn_event, l);
+    /* Publications fail at once while disconnected instead of piling up
+     * for a replay: 0 would mean libnats' 8 MiB default, so one byte (at
+     * most one publication waits). */
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectBufSize(o, 1);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(o, on_conn_event, l);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(o, on_conn_event, l);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(o, on_conn_closed, l);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(o, on_nats_error, l);
+    if (s == NATS_OK)
+        s = natsOptions_UseGlobalMessageDelivery(o, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetNoEcho(o, i == LINK_PUB);
+    cl->opts[i] = o;
+    return s;
+}
+
+/* Split the comma-separated URL list in place. Returns the count, or -1. */
+static int split_urls(char *list, const char **urls, int max)
+{
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
+         t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t len = strlen(t);
+        while (len > 0 && t[len - 1] == ' ')
+            t[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (n == max)
+            return -1;
+        urls[n++] = t;
+    }
+    return n > 0 ? n : -1;
+}
+
+static void make_uid(char *out)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)getpid() ^ (sb_now_ms() << 20) ^ (uintptr_t)out;
+    snprintf(out, 17, "%016" PRIx64, r);
+}
+
+sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
+{
+    const sb_config *cfg = &srv->cfg;
+    size_t pl = strlen(cfg->cluster_prefix);
+    if (!sb_topic_valid(cfg->cluster_prefix, pl) || pl >= 128) {
+        snprintf(err, errlen,
+                 "--cluster-prefix: '%s' is not a valid topic (no wildcards)",
+                 cfg->cluster_prefix);
+        return NULL;
+    }
+    sb_cluster *cl = calloc(1, sizeof(*cl));
+    char *list = strdup(cfg->cluster);
+    const char *urls[MAX_URLS];
+    int nurls = list ? split_urls(list, urls, MAX_URLS) : -1;
+    if (cl == NULL || list == NULL || nurls < 0) {
+        if (cl == NULL || list == NULL)
+            snprintf(err, errlen, "cluster: out of memory");
+        else
+            snprintf(err, errlen,
+                     "--cluster: expected 1 to %d comma-separated NATS URLs",
+                     MAX_URLS);
+        free(list);
+        free(cl);
+        return NULL;
+    }
+    cl->srv = srv;
+    cl->bus_q = sb_bus_queue(srv->bus);
+    cl->max_frame = cfg->max_frame;
+    memcpy(cl->prefix, cfg->cluster_prefix, pl + 1);
+    cl->plen = pl;
+    snprintf(cl->node, sizeof(cl->node), "%s", srv->node);
+    make_uid(cl->uid);
+    snprintf(cl->plain_queue, sizeof(cl->plain_queue), "_sb_%s", cl->uid);
+    pthread_mutex_init(&cl->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cl->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    for (int i = 0; i < 2; i++) {
+        cl->link[i].cl = cl;
+        cl->link[i].name = i == LINK_PUB ? "pub" : "group";
+        cl->link[i].status = NATS_CONN_STATUS_DISCONNECTED;
+    }
+    cl->subs = sb_strmap_new();
+    /* The path to NATS is a send queue with one consumer: as deep as a
+     * connection's (--send-queue, --send-queue-bytes), so that bursts
+     * ride through and only a link slower than the publishers on
+     * average loses messages. */
+    cl->outq = sb_queue_new(cfg->send_queue, cfg->send_queue_bytes);
+    /* One delivery thread for every subscription: see the top. */
+    natsStatus s = nats_SetMessageDeliveryPoolSize(1);
+    for (int i = 0; i < 2 && s == NATS_OK; i++)
+        s = make_opts(cl, i, urls, nurls);
+    free(list);
+    if (cl->subs == NULL || cl->outq == NULL || s != NATS_OK) {
+        snprintf(err, errlen, "cluster: cannot set up the NATS client: %s",
+                 s != NATS_OK ? natsStatus_GetText(s) : "out of memory");
+        sb_cluster_free(cl);
+        return NULL;
+    }
+    return cl;
+}
+
+int sb_cluster_start(sb_cluster *cl)
+{
+    int rc =
+        sb_thread_create(&cl->pub, "cluster-pub", 256 * 1024, pub_main, cl);
+    if (rc < 0)
+        return rc;
+    cl->pub_started = true;
+    rc = sb_thread_create(&cl->ctl, "cluster", 256 * 1024, ctl_main, cl);
+    if (rc < 0)
+        return rc;
+    cl->ctl_started = true;
+    sb_bus_set_observer(cl->srv->bus, on_interest, cl);
+    SB_LOG(SB_LOG_INFO, "cluster start node=%s prefix=%s uid=%s", cl->node,
+           cl->prefix, cl->uid);
+    return 0;
+}
+
+bool sb_cluster__out(sb_frame *f, void *ud)
+{
+    sb_cluster *cl = ud;
+    if (atomic_load_explicit(&cl->closed, memory_order_relaxed))
+        return false;
+    if (atomic_load_explicit(&cl->state, memory_order_acquire) !=
+        CL_CONNECTED) {
+        /* Local subscribers get it in full; the rest of the cluster not. */
+        atomic_fetch_add_explicit(&cl->dropped, 1, memory_order_relaxed);
+        return false;
+    }
+    sb_frame *ref = sb_frame_ref(f);
+    if (sb_queue_try_push(cl->outq, ref, ref->len) < 0) {
+        sb_frame_unref(&ref);
+        atomic_fetch_add_explicit(&cl->dropped, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+/* Wait on the cluster cond until `done` or CLOSE_WAIT_MS; lock held. */
+static bool wait_for(sb_cluster *cl, bool (*done)(sb_cluster *))
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += CLOSE_WAIT_MS / 1000;
+    while (!done(cl))
+        if (pthread_cond_timedwait(&cl->cond, &cl->lock, &ts) == ETIMEDOUT)
+            return done(cl);
+    return true;
+}
+
+static bool subs_done(sb_cluster *cl)
+{
+    return cl->live_subs == 0;
+}
+
+static bool links_closed(sb_cluster *cl)
+{
+    for (int i = 0; i < 2; i++)
+        if (atomic_load(&cl->link[i].nc) != NULL && !cl->link[i].closed_seen)
+            return false;
+    return true;
+}
+
+void sb_cluster_stop(sb_cluster *cl, int timeout_ms)
+{
+    if (cl == NULL || cl->stopped)
+        return;
+    cl->stopped = true;
+    atomic_store(&cl->closed, true);
+    /* What the bus handed over goes out first. */
+    if (cl->outq != NULL)
+        sb_queue_close(cl->outq);
+    if (cl->pub_started)
+        sb_thread_join(cl->pub);
+    natsConnection *pub = atomic_load(&cl->link[LINK_PUB].nc);
+    if (pub != NULL && natsConnection_Status(pub) == NATS_CONN_STATUS_CONNECTED)
+        natsConnection_FlushTimeout(pub, timeout_ms > 0 ? timeout_ms : 1);
+    pthread_mutex_lock(&cl->lock);
+    cl->stopping = true;
+    pthread_mutex_unlock(&cl->lock);
+    pthread_cond_broadcast(&cl->cond);
+    if (cl->ctl_started)
+        sb_thread_join(cl->ctl); /* it unsubscribed everything */
+    for (int i = 0; i < 2; i++) {
+        natsConnection *nc = atomic_load(&cl->link[i].nc);
+        if (nc != NULL)
+            natsConnection_Close(nc);
+    }
+    pthread_mutex_lock(&cl->lock);
+    bool done = wait_for(cl, subs_done) && wait_for(cl, links_closed);
+    pthread_mutex_unlock(&cl->lock);
+    if (!done) {
+        SB_LOG(SB_LOG_WARN, "cluster stop_incomplete node=%s", cl->node);
+        cl->leak = true; /* a libnats callback may still use it */
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        natsConnection *nc = atomic_exchange(&cl->link[i].nc, NULL);
+        natsConnection_Destroy(nc);
+    }
+    SB_LOG(SB_LOG_INFO,
+           "cluster stopped node=%s msgs_sent=%" PRIu64
+           " msgs_received=%" PRIu64 " dropped=%" PRIu64 " invalid=%" PRIu64,
+           cl->node, atomic_load(&cl->msgs_sent),
+           atomic_load(&cl->msgs_received), atomic_load(&cl->dropped),
+           atomic_load(&cl->invalid));
+}
+
+void sb_cluster_free(sb_cluster *cl)
+{
+    if (cl == NULL || cl->leak)
+        return;
+    sb_cluster_stop(cl, 0);
+    if (cl->leak)
+        return;
+    while (cl->changes != NULL) {
+        change *c = cl->changes;
+        cl->changes = c->next;
+        free(c);
+    }
+    sb_strmap_free(cl->subs);
+    sb_queue_free(cl->outq, sb_frame_release);
+    for (int i = 0; i < 2; i++)
+        natsOptions_Destroy(cl->opts[i]);
+    pthread_cond_destroy(&cl->cond);
+    pthread_mutex_destroy(&cl->lock);
+    free(cl);
+}
+
+void sb_cluster_get_stats(sb_cluster *cl, sb_cluster_stats *o)
+{
+    o->state = state_names[atomic_load(&cl->state)];
+    snprintf(o->node, sizeof(o->node), "%s", cl->node);
+    pthread_mutex_lock(&cl->lock);
+    snprintf(o->server, sizeof(o->server), "%s", cl->server);
+    pthread_mutex_unlock(&cl->lock);
+    o->msgs_sent = atomic_load(&cl->msgs_sent);
+    o->bytes_sent = atomic_load(&cl->bytes_sent);
+    o->msgs_received = atomic_load(&cl->msgs_received);
+    o->bytes_received = atomic_load(&cl->bytes_received);
+    o->dropped = atomic_load(&cl->dropped) + atomic_load(&cl->nats_dropped);
+    o->invalid = atomic_load(&cl->invalid);
+    o->subscriptions = atomic_load(&cl->nsubs);
+}
