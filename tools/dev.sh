@@ -16,8 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need.
+# nats-server runs the cluster tests; chromium the status page test.
 PKGS=(build-essential cmake pkgconf libcjson-dev libcmocka-dev
-  libmicrohttpd-dev libnats-dev nats-server)
+  libmicrohttpd-dev libnats-dev nats-server chromium)
 
 deps() {
   local missing=()

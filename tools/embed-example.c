@@ -5,13 +5,17 @@
  * and prints every matching message, whoever published it.
  *
  *     sockbus-embed-example 'orders.>' [--listen 127.0.0.1:7878]
+ *
+ * Built against an installed libsockbus (README.md, "Embedding"):
+ *
+ *     cc embed-example.c $(pkg-config --cflags --libs sockbus)
  */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "sockbus.h"
+#include <sockbus/sockbus.h>
 
 static void on_message(const sb_message *m, void *ud)
 {

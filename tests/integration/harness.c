@@ -358,14 +358,66 @@ char *sbt_read_line(sbt_client *c, int timeout_ms)
     }
 }
 
+/* True when s[0..n) is UTF-8 as RFC 3629 has it (no overlongs, no
+ * surrogates, nothing above U+10FFFF) and holds no raw control byte. */
+static bool utf8_clean(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = s[i];
+        if (b < 0x20 || b == 0x7f)
+            return false;
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (b >= 0xc2 && b <= 0xdf) {
+            len = 2;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            len = 3;
+            lo = b == 0xe0 ? 0xa0 : 0x80;
+            hi = b == 0xed ? 0x9f : 0xbf;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            len = 4;
+            lo = b == 0xf0 ? 0x90 : 0x80;
+            hi = b == 0xf4 ? 0x8f : 0xbf;
+        } else {
+            return false;
+        }
+        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k < len; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+                return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Parse a server line strictly: one JSON object with a string "op",
+ * nothing after it, clean UTF-8. NULL (after printing the line) if not. */
+cJSON *sbt_parse_frame(const char *line)
+{
+    const char *end = NULL;
+    cJSON *j = NULL;
+    if (utf8_clean((const unsigned char *)line, strlen(line)))
+        j = cJSON_ParseWithOpts(line, &end, 1);
+    if (j == NULL || !cJSON_IsObject(j) || sbt_str(j, "op") == NULL) {
+        fprintf(stderr, "invalid frame from server: %s\n", line);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
 cJSON *sbt_read(sbt_client *c, int timeout_ms)
 {
     char *line = sbt_read_line(c, timeout_ms);
     if (line == NULL)
         return NULL;
-    cJSON *j = cJSON_Parse(line);
-    if (j == NULL)
-        fprintf(stderr, "harness: invalid JSON from server: %s\n", line);
+    cJSON *j = sbt_parse_frame(line);
     free(line);
     return j;
 }

@@ -84,8 +84,14 @@ int sbt_sendf(sbt_client *c, const char *fmt, ...)
  * timeout, EOF or error. */
 char *sbt_read_line(sbt_client *c, int timeout_ms);
 
-/* The next frame, parsed. NULL on timeout, EOF or invalid JSON (which is a
- * failure in itself: the server never sends invalid JSON). */
+/* Parse one line from the server strictly: a single JSON object with a
+ * string "op", nothing after it, well-formed UTF-8 without raw control
+ * bytes. Returns it (cJSON_Delete) or NULL after printing the line. */
+cJSON *sbt_parse_frame(const char *line);
+
+/* The next frame, parsed strictly (sbt_parse_frame). NULL on timeout, EOF
+ * or an invalid frame (which is a failure in itself: the server never sends
+ * invalid JSON). */
 cJSON *sbt_read(sbt_client *c, int timeout_ms);
 
 /* Read frames until one has "op" == `op` (skipping none: the next frame

@@ -95,67 +95,13 @@ static int teardown(void **state)
 
 #define SEND(c, ...) assert_int_equal(sbt_sendf((c), __VA_ARGS__), 0)
 
-/* True when s[0..n) is UTF-8 as RFC 3629 has it (no overlongs, no
- * surrogates, nothing above U+10FFFF) and holds no raw control byte. */
-static bool utf8_clean(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        if (b < 0x20 || b == 0x7f)
-            return false;
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (b >= 0xc2 && b <= 0xdf) {
-            len = 2;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            len = 3;
-            lo = b == 0xe0 ? 0xa0 : 0x80;
-            hi = b == 0xed ? 0x9f : 0xbf;
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            len = 4;
-            lo = b == 0xf0 ? 0x90 : 0x80;
-            hi = b == 0xf4 ? 0x8f : 0xbf;
-        } else {
-            return false;
-        }
-        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k < len; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
-                return false;
-        i += len;
-    }
-    return true;
-}
-
-/* Parse a server line strictly: one JSON object with a string "op",
- * nothing after it, clean UTF-8. NULL (after printing the line) if not. */
-static cJSON *parse_strict(const char *line)
-{
-    const char *end = NULL;
-    cJSON *j = NULL;
-    if (utf8_clean((const unsigned char *)line, strlen(line)))
-        j = cJSON_ParseWithOpts(line, &end, 1);
-    if (j == NULL || !cJSON_IsObject(j) || sbt_str(j, "op") == NULL) {
-        fprintf(stderr, "invalid frame from server: %s\n", line);
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
-}
-
 /* The next line, which must be a valid frame. Caller frees. */
 static char *next_line(sbt_client *c)
 {
     char *line = sbt_read_line(c, WAIT_MS);
     if (line == NULL)
         fail_msg("no frame within %d ms (eof=%d)", WAIT_MS, (int)c->eof);
-    cJSON *j = parse_strict(line);
+    cJSON *j = sbt_parse_frame(line);
     if (j == NULL) {
         free(line);
         fail_msg("server sent invalid JSON");
@@ -168,7 +114,7 @@ static char *next_line(sbt_client *c)
 static cJSON *next_frame(sbt_client *c)
 {
     char *line = next_line(c);
-    cJSON *j = parse_strict(line);
+    cJSON *j = sbt_parse_frame(line);
     free(line);
     return j;
 }
@@ -209,7 +155,7 @@ static void expect_msg(sbt_client *c, const char *topic, const char *data)
 static void expect_err(sbt_client *c, const char *code, const char *id)
 {
     char *line = next_line(c);
-    cJSON *j = parse_strict(line);
+    cJSON *j = sbt_parse_frame(line);
     const char *op = sbt_str(j, "op"), *got = sbt_str(j, "code");
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
     char want_id[256] = "";

@@ -83,64 +83,13 @@ static int teardown(void **state)
 
 #define SEND(c, ...) assert_int_equal(sbt_sendf((c), __VA_ARGS__), 0)
 
-/* True when s[0..n) is RFC 3629 UTF-8 with no raw control byte. */
-static bool utf8_clean(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        if (b < 0x20 || b == 0x7f)
-            return false;
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (b >= 0xc2 && b <= 0xdf) {
-            len = 2;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            len = 3;
-            lo = b == 0xe0 ? 0xa0 : 0x80;
-            hi = b == 0xed ? 0x9f : 0xbf;
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            len = 4;
-            lo = b == 0xf0 ? 0x90 : 0x80;
-            hi = b == 0xf4 ? 0x8f : 0xbf;
-        } else {
-            return false;
-        }
-        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k < len; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
-                return false;
-        i += len;
-    }
-    return true;
-}
-
-static cJSON *parse_strict(const char *line)
-{
-    const char *end = NULL;
-    cJSON *j = NULL;
-    if (utf8_clean((const unsigned char *)line, strlen(line)))
-        j = cJSON_ParseWithOpts(line, &end, 1);
-    if (j == NULL || !cJSON_IsObject(j) || sbt_str(j, "op") == NULL) {
-        fprintf(stderr, "invalid frame from server: %s\n", line);
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
-}
-
 /* The next line, a valid frame (caller frees). */
 static char *next_line(sbt_client *c)
 {
     char *line = sbt_read_line(c, WAIT_MS);
     if (line == NULL)
         fail_msg("no frame within %d ms (eof=%d)", WAIT_MS, (int)c->eof);
-    cJSON *j = parse_strict(line);
+    cJSON *j = sbt_parse_frame(line);
     if (j == NULL) {
         free(line);
         fail_msg("server sent invalid JSON");
@@ -183,7 +132,7 @@ static const char ANY_ID[] = "*";
  * ANY_ID: do not look). */
 static bool is_err(const char *line, const char *code, const char *id)
 {
-    cJSON *j = parse_strict(line);
+    cJSON *j = sbt_parse_frame(line);
     if (j == NULL)
         return false;
     const char *op = sbt_str(j, "op"), *got = sbt_str(j, "code");
