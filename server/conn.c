@@ -413,6 +413,17 @@ static bool process_frames(sb_conn *c)
 
 /* ---- Socket I/O -------------------------------------------------------- */
 
+/* Hand over held outputs and handle the complete frames still buffered,
+ * as far as the bus has room. Afterwards either the worker is paused with
+ * outputs held (the bus will wake it), or every complete frame in the
+ * framer was handled and handed over: frames never wait for more input,
+ * which may never come. */
+static void pump(sb_conn *c)
+{
+    if (flush_held(c) && process_frames(c))
+        flush_held(c);
+}
+
 static bool can_read(sb_conn *c)
 {
     return !c->rd_closed && c->held_n == 0 &&
@@ -446,7 +457,7 @@ static void conn_read(sb_conn *c)
         if (!process_frames(c) || (size_t)r < n)
             break;
     }
-    flush_held(c);
+    pump(c);
     if (sb_framer_pending(&c->framer) == 0)
         sb_framer_release(&c->framer);
 }
@@ -567,8 +578,7 @@ static void drop_queued(sb_conn *c)
         msgs += f->kind == SB_FRAME_MSG;
         sb_frame_unref(&f);
     }
-    atomic_fetch_add_explicit(&c->srv->ctr.dropped, msgs,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->srv->ctr.dropped, msgs, memory_order_relaxed);
 }
 
 /* Give up on what the peer has not read: drop it, queue a final err and
@@ -709,12 +719,8 @@ static void conn_loop(sb_conn *c)
         }
         if (p[1].revents & POLLIN)
             sb_queue_clear_fd(c->sendq); /* clear first, then drain */
-        if (c->held_n > 0 && flush_held(c)) {
-            /* Room again: handle the frames left in the framer, and hand
-             * over what they produce (POLLIN may not fire for them). */
-            process_frames(c);
-            flush_held(c);
-        }
+        if (c->held_n > 0)
+            pump(c); /* room again? */
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR) && can_read(c))
             conn_read(c);
         if (atomic_load(&c->close_reason) != SB_CLOSE_IO)

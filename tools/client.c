@@ -310,7 +310,7 @@ static int wait_writable(sb_client *c)
 {
     for (;;) {
         bool room = !c->eof && c->rlen - c->rpos < RBUF_SEND_MAX;
-        short rev;
+        short rev = 0;
         int rc = wait_io(c, (short)(POLLOUT | (room ? POLLIN : 0)), -1, &rev);
         if (rc < 0)
             return rc;

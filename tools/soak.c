@@ -20,6 +20,10 @@
  *   group (N/5)        queue-group members on soak.TAG.tF.* in group
  *                      soak-TAG-gF: two per family stay for the whole run
  *                      ("static"), the others join, leave and reconnect.
+ * With --burst N, each publisher also writes N publications at once every
+ * 5 s on average and waits for their acknowledgement, sending nothing
+ * meanwhile; this fills the server's receive queue, makes it pause
+ * publishers (back-pressure), and requires it to resume them unprompted.
  * Every sub and unsub carries an id and waits for its ok (subscribe
  * churn); subscribers act every 1.5 s on average, one action in five being
  * a reconnect (FIN or RST, sometimes without waiting for anything).
@@ -142,6 +146,8 @@
 #define SEND_MS 10000            /* one write waiting for socket room */
 #define SUB_ACT_MEAN_S 1.5       /* a subscriber acts this often */
 #define PUB_RECONNECT_MEAN_S 8.0 /* a publisher reconnects this often */
+#define BURST_MEAN_S 5.0         /* with --burst, it bursts this often */
+#define MAX_BURST 100000
 #define SAMPLE_MS 500
 #define SETTLE_MS 30000    /* the server's threads and stats coming back */
 #define RSS_STABLE_MS 2000 /* RSS after: no fall of over 1% for this long */
@@ -160,6 +166,9 @@ static const char usage[] =
     "  --conns N           connections, at least 10 (200)\n"
     "  --duration S        seconds of publishing and churn (10)\n"
     "  --rate R            publications per second per publisher (2)\n"
+    "  --burst N           also publish N at once in one write, every 5 s\n"
+    "                      on average per publisher, and wait for their\n"
+    "                      ok (0: never)\n"
     "  --timeout S         bound of every wait for deliveries owed (30)\n"
     "  --server-pid PID    sample that local process's VmRSS and thread\n"
     "                      count before, during and after; after must come\n"
@@ -182,6 +191,7 @@ typedef struct opts {
     unsigned conns;
     double duration_s;
     double rate;
+    double burst;
     double timeout_s;
     long server_pid;
     long rss_slack_kib;
@@ -1145,16 +1155,19 @@ static bool all_acked(const actor *a)
 static int publish(actor *a, int k)
 {
     publisher *p = &pubs[a->idx];
-    char buf[8 * (PAD_MAX + 256)];
+    size_t cap = (size_t)k * (PAD_MAX + 256);
+    char *buf = malloc(cap);
     char pad[PAD_MAX + 1];
     size_t n = 0;
     uint64_t seq = atomic_load(&p->sent);
+    if (buf == NULL)
+        return -ENOMEM;
     for (int i = 0; i < k; i++) {
         size_t padn = (size_t)(rnd(&a->rng) % (PAD_MAX + 1));
         memset(pad, 'x', padn);
         pad[padn] = '\0';
         seq++;
-        int w = snprintf(buf + n, sizeof(buf) - n,
+        int w = snprintf(buf + n, cap - n,
                          "{\"op\":\"pub\",\"topic\":\"%s\",\"data\":{\"p\":%d,"
                          "\"s\":%" PRIu64
                          ",\"g\":%u,\"x\":\"%s\"},\"id\":%" PRIu64 "}\n",
@@ -1162,7 +1175,9 @@ static int publish(actor *a, int k)
         n += (size_t)w;
     }
     atomic_store(&p->sent, seq);
-    return wire_send(&a->w, buf, n, now_ns() + ms_ns(SEND_MS));
+    int rc = wire_send(&a->w, buf, n, now_ns() + ms_ns(SEND_MS));
+    free(buf);
+    return rc;
 }
 
 static int pub_flush(actor *a)
@@ -1190,11 +1205,22 @@ static void pub_run(actor *a)
     int64_t next_send =
         now_ns() + (int64_t)(rnd_unit(&a->rng) * (double)interval);
     int64_t next_re = now_ns() + rnd_exp_ns(&a->rng, PUB_RECONNECT_MEAN_S);
+    int64_t next_burst =
+        o.burst > 0 ? now_ns() + rnd_exp_ns(&a->rng, BURST_MEAN_S) : INT64_MAX;
     while (cur_phase() == PH_RUN) {
         int64_t now = now_ns();
         int rc = 0;
         const char *what = "publishing";
-        if (now >= next_send) {
+        if (now >= next_burst) {
+            /* A batch, then wait for its last ok, as batching clients
+             * do: sending nothing meanwhile, the publisher depends on
+             * the server to finish the batch by itself. */
+            rc = publish(a, (int)o.burst);
+            if (rc == 0)
+                rc = pub_flush(a);
+            what = "a burst";
+            next_burst = now_ns() + rnd_exp_ns(&a->rng, BURST_MEAN_S);
+        } else if (now >= next_send) {
             int k = (int)((now - next_send) / interval) + 1;
             k = k > 8 ? 8 : k;
             next_send += k * interval;
@@ -1206,7 +1232,8 @@ static void pub_run(actor *a)
             what = "reconnect";
             next_re = now_ns() + rnd_exp_ns(&a->rng, PUB_RECONNECT_MEAN_S);
         } else {
-            rc = idle_until(a, next_send < next_re ? next_send : next_re);
+            int64_t next = next_send < next_re ? next_send : next_re;
+            rc = idle_until(a, next < next_burst ? next : next_burst);
         }
         if (rc == -ECANCELED)
             return;
@@ -1746,6 +1773,7 @@ static cJSON *json_report(const verdict *v,
     cJSON_AddNumberToObject(j, "duration_s", o.duration_s);
     cJSON_AddNumberToObject(j, "wall_s", secs);
     cJSON_AddNumberToObject(j, "rate_per_publisher", o.rate);
+    cJSON_AddNumberToObject(j, "burst", o.burst);
     cJSON_AddNumberToObject(j, "seed", (double)o.seed);
     cJSON_AddNumberToObject(j, "families", nfam);
     cJSON *roles = cJSON_AddObjectToObject(j, "roles");
@@ -1864,6 +1892,7 @@ enum {
     OPT_CONNS,
     OPT_DURATION,
     OPT_RATE,
+    OPT_BURST,
     OPT_TIMEOUT,
     OPT_SERVER_PID,
     OPT_RSS_SLACK,
@@ -1877,6 +1906,7 @@ static const struct option longopts[] = {
     {"conns", required_argument, NULL, OPT_CONNS},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"rate", required_argument, NULL, OPT_RATE},
+    {"burst", required_argument, NULL, OPT_BURST},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
     {"rss-slack-kib", required_argument, NULL, OPT_RSS_SLACK},
@@ -1939,6 +1969,10 @@ static int parse_one(int c, const char *v)
                    : 0;
     case OPT_RATE:
         return parse_num(v, 0.01, 100000, &o.rate) < 0 ? bad("--rate", v) : 0;
+    case OPT_BURST:
+        if (parse_num(v, 0, MAX_BURST, &o.burst) < 0 || o.burst != (int)o.burst)
+            return bad("--burst", v);
+        return 0;
     case OPT_TIMEOUT:
         return parse_num(v, 1, 3600, &o.timeout_s) < 0 ? bad("--timeout", v)
                                                        : 0;

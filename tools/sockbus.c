@@ -243,7 +243,8 @@ static int check_data(const char *what, const char *s, size_t n, long line)
         fprintf(stderr, "sockbus: line %ld: invalid JSON: %s\n", line, err);
         return -1;
     }
-    fprintf(stderr, "sockbus: %s is not valid JSON: %s\n", what, err);
+    fprintf(stderr, "sockbus: %s is not valid JSON: %s\n", what ? what : "data",
+            err);
     if (n > 0 && isalpha((unsigned char)s[0])) /* a bare word */
         fprintf(stderr,
                 "sockbus: a string needs its quotes: "

@@ -105,6 +105,7 @@ static char *next_line(sbt_client *c)
     if (j == NULL) {
         free(line);
         fail_msg("server sent invalid JSON");
+        return NULL; /* fail_msg does not return; the compiler does not know */
     }
     cJSON_Delete(j);
     return line;
@@ -114,6 +115,8 @@ static char *next_line(sbt_client *c)
 static cJSON *next_frame(sbt_client *c)
 {
     char *line = next_line(c);
+    if (line == NULL)
+        return NULL;
     cJSON *j = sbt_parse_frame(line);
     free(line);
     return j;

@@ -93,6 +93,7 @@ static char *next_line(sbt_client *c)
     if (j == NULL) {
         free(line);
         fail_msg("server sent invalid JSON");
+        return NULL; /* fail_msg does not return; the compiler does not know */
     }
     cJSON_Delete(j);
     return line;
