@@ -1068,10 +1068,11 @@ static int sub_reconnect(actor *a)
  * get back to work. Returns 0 or the error of the last attempt. */
 static int recover(actor *a, int err, const char *during)
 {
-    char why[128];
-    snprintf(why, sizeof(why), "%s", err == -EPIPE ? "server closed" : "");
-    if (why[0] == '\0')
-        strerror_r(-err, why, sizeof(why));
+    char buf[128];
+    /* _GNU_SOURCE: the GNU strerror_r, which returns the text. */
+    const char *why = err == -EPIPE       ? "the server closed it"
+                      : err == -ETIMEDOUT ? "timed out"
+                                          : strerror_r(-err, buf, sizeof(buf));
     problem(true, "actor %d (%s): connection failed during %s: %s", a->idx,
             role_names[a->role], during, why);
     forget_conn(a);

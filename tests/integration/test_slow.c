@@ -479,8 +479,9 @@ static void test_slow_drop(void **state)
     if (conns != 3)
         fail_msg("stats connections %.0f, want 3 (the stuck one stays)", conns);
 
-    /* Reading at last: messages in order, then one notice accounting for
-     * every message it did not get. */
+    /* Reading at last: messages in order, and notices (one per time its
+     * queue overflowed and then had room) accounting for every message it
+     * did not get. */
     long got = 0, last = -1;
     unsigned long long notices = 0, told = 0;
     while (got + (long)told < N_MSGS) {
@@ -491,8 +492,8 @@ static void test_slow_drop(void **state)
         char why[256] = "";
         long seq = parse_msg(line, strlen(line), why, sizeof(why));
         if (seq >= 0) {
-            if (notices > 0)
-                fail_msg("stuck: message %ld after the notice", seq);
+            /* A notice goes out whenever the queue has room again, so
+             * messages may follow one; order must hold throughout. */
             if (seq <= last)
                 fail_msg("stuck: message %ld after %ld", seq, last);
             last = seq;
@@ -521,7 +522,7 @@ static void test_slow_drop(void **state)
     fprintf(stderr, "stuck: %ld messages, then dropped %llu (stats %.0f)\n",
             got, told, dropped);
     assert_true(got > 0);
-    assert_int_equal(notices, 1);
+    assert_true(notices >= 1);
     if ((double)told != dropped)
         fail_msg("notice says %llu dropped, stats dropped %.0f", told, dropped);
 
