@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -225,8 +226,11 @@ static void admit(sb_server *s, int fd, const struct sockaddr_storage *sa)
     }
     sb_conn *c = sb_conn_new(s, fd, peer);
     if (c == NULL) {
-        SB_LOG(SB_LOG_WARN, "refuse peer=%s reason=out_of_memory", peer);
-        refuse(fd, "out of memory");
+        /* The queue's eventfd (EMFILE) or memory (ENOMEM). */
+        bool nofd = errno == EMFILE || errno == ENFILE;
+        SB_LOG(SB_LOG_WARN, "refuse peer=%s reason=%s", peer,
+               nofd ? "no_descriptor" : "out_of_memory");
+        refuse(fd, nofd ? "out of file descriptors" : "out of memory");
         return;
     }
     int rc = sb_conn_start(c);
@@ -234,6 +238,22 @@ static void admit(sb_server *s, int fd, const struct sockaddr_storage *sa)
         SB_LOG(SB_LOG_WARN, "refuse peer=%s reason=no_thread err=%s", peer,
                strerror(-rc));
         refuse(fd, "cannot start a thread for this connection");
+    }
+}
+
+/* Out of descriptors: free the reserve one, accept a pending client and
+ * refuse it with server_busy, and so on for what is waiting; then take the
+ * reserve back. */
+static void refuse_pending(sb_server *s)
+{
+    for (int i = 0; i < ACCEPTS_PER_WAKE && s->reserve_fd >= 0; i++) {
+        close(s->reserve_fd);
+        int fd = accept4(s->listen_fd, NULL, NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            break;
+        refuse(fd, "out of file descriptors");
     }
 }
 
@@ -259,6 +279,11 @@ static bool accept_some(sb_server *s)
             return true;
         case EMFILE:
         case ENFILE:
+            /* Answer the waiting clients rather than leave them hanging
+             * in the backlog, with the descriptor kept in reserve. */
+            SB_LOG(SB_LOG_WARN, "accept paused err=%s", strerror(errno));
+            refuse_pending(s);
+            return false;
         case ENOBUFS:
         case ENOMEM:
             /* Stop polling the listener (it would report ready at once,
@@ -386,6 +411,8 @@ static void server_free(sb_server *s)
         close(s->listen_fd);
     if (s->accept_wake >= 0)
         close(s->accept_wake);
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
     sb_cluster_stop(s->cluster, 0); /* nothing more from NATS */
     sb_bus_stop(s->bus);
     sb_cluster_free(s->cluster); /* the bus no longer calls it */
@@ -410,6 +437,7 @@ int sb_server_start(const sb_config *cfg,
     }
     s->cfg = *cfg;
     s->listen_fd = -1;
+    s->reserve_fd = -1;
     sb_log_set_level((sb_log_level)cfg->log_level);
     sb_log_set_json(cfg->log_json);
     s->start_ms = sb_now_ms();
@@ -422,6 +450,8 @@ int sb_server_start(const sb_config *cfg,
     pthread_condattr_destroy(&ca);
     int rc;
 
+    /* One descriptor kept in reserve, to answer clients when out of them. */
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->accept_wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->accept_wake < 0) {
         rc = -errno;

@@ -55,6 +55,7 @@ struct sb_server {
     struct sb_live *live; /* reloadable settings for new connections */
     int listen_fd;
     int accept_wake; /* eventfd: wakes the acceptor */
+    int reserve_fd;  /* /dev/null, given up to refuse clients at EMFILE */
     char address[300];
     uint16_t port;
     pthread_t acceptor;

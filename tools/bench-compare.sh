@@ -298,6 +298,7 @@ main() {
   build
   mkdir -p "$OUT"
   echo "bench-compare: results in $OUT" >&2
+  machine >"$OUT/machine.md" # now: what was built, not what is there later
   local s k r
   for s in $SCENARIOS; do
     scenario_args "$s" >/dev/null || {
@@ -312,7 +313,7 @@ main() {
   done
   {
     echo "## Machine"
-    machine
+    cat "$OUT/machine.md"
     echo
     echo "## Medians of $RUNS runs"
     table

@@ -1387,8 +1387,12 @@ static void test_fd_exhaustion(void **state)
             "server holds %d descriptors (limit %d)\n",
             FLOOD, admitted, refused, FLOOD - admitted - refused,
             proc_fd_count(pid), NOFILE_LIMIT);
-    if (admitted == 0 || admitted + refused == FLOOD)
-        fail_msg("flood: want some admitted and some waiting");
+    /* Out of descriptors, the server answers waiting clients with
+     * server_busy from a descriptor it keeps in reserve; those it has not
+     * reached yet wait in the backlog. */
+    if (admitted == 0 || admitted == FLOOD)
+        fail_msg("flood: want some admitted and the rest refused or "
+                 "waiting");
 
     /* Starved: no spinning on accept, while serving what it has. */
     long cpu0 = proc_cpu_ticks(pid);

@@ -30,6 +30,13 @@
  * its RSS says nothing about leaks, so only threads and stats are held to
  * their baseline there. The sanitizer flags reach this file too. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifdef SANITIZED
 #define RSS_SLACK_KIB "4194304"
 #else
 #define RSS_SLACK_KIB "16384"
