@@ -13,19 +13,40 @@
 
 /* Use every descriptor the hard limit allows: each client needs two (its
  * socket and its queue's eventfd). */
-static void raise_nofile(void)
+static rlim_t raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
-        return;
-    rlim_t was = rl.rlim_cur;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-        SB_LOG(SB_LOG_WARN, "cannot raise open-file limit err=%s",
-               strerror(errno));
-    else
-        SB_LOG(SB_LOG_DEBUG, "open-file limit from=%llu to=%llu",
-               (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return RLIM_INFINITY;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            SB_LOG(SB_LOG_WARN, "cannot raise open-file limit err=%s",
+                   strerror(errno));
+            rl.rlim_cur = was;
+        } else {
+            SB_LOG(SB_LOG_DEBUG, "open-file limit from=%llu to=%llu",
+                   (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+        }
+    }
+    return rl.rlim_cur;
+}
+
+/* Two descriptors per connection, and a few for the server itself: say so
+ * once running when the connection limit cannot be reached, rather than
+ * let it be found at EMFILE. */
+static void check_nofile(rlim_t limit, size_t max_conns)
+{
+    rlim_t need = (rlim_t)max_conns * 2 + 32;
+    if (limit != RLIM_INFINITY && limit < need)
+        SB_LOG(SB_LOG_WARN,
+               "open-file limit %llu allows about %llu connections, fewer "
+               "than --max-conns %zu (each takes 2 descriptors); raise the "
+               "hard limit (LimitNOFILE=, ulimit -Hn) or lower --max-conns",
+               (unsigned long long)limit,
+               (unsigned long long)(limit > 32 ? (limit - 32) / 2 : 0),
+               max_conns);
 }
 
 static int is_loopback(const char *host)
@@ -72,7 +93,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    raise_nofile();
+    rlim_t nofile = raise_nofile();
 
     if (!is_loopback(cfg.listen_host) && !cfg.has_token)
         SB_LOG(SB_LOG_WARN,
@@ -86,6 +107,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sockbusd: %s\n", err);
         return 2;
     }
+    check_nofile(nofile, cfg.max_conns);
     printf("sockbusd listening on %s\n", sb_server_address(srv));
     if (sb_server_http_address(srv) != NULL)
         printf("sockbusd http on %s\n", sb_server_http_address(srv));
