@@ -19,7 +19,12 @@
 
 #include "harness.h"
 
+/* Sanitizer builds run the server several times slower. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WAIT_MS 20000
+#else
 #define WAIT_MS 5000
+#endif
 #define DATA_LEN 1000 /* 10 MB queued: more than the kernel buffers */
 #define QUEUED 10000  /* well under the default send queue (16384 frames) */
 #define INFLIGHT 12000
@@ -56,7 +61,7 @@ static int setup_short_drain(void **state)
 static int teardown(void **state)
 {
     sbt_server *s = *state;
-    int st = s->pid > 0 ? sbt_server_stop(s, SIGTERM, 10000) : 0;
+    int st = s->pid > 0 ? sbt_server_stop(s, SIGTERM, 2 * WAIT_MS + 20000) : 0;
     if (st != 0)
         fprintf(stderr, "sockbusd exited %d on SIGTERM (want 0)\n", st);
     free(s);
