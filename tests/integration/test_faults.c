@@ -311,13 +311,16 @@ static int resolve_sockbusd(void)
     return 0;
 }
 
-/* Like sbt_server_start, but the child sets `resource` (both soft and hard
- * limit: sockbusd raises its soft limit to the hard one) to `limit` before
- * exec, and closes every inherited descriptor but 0-2 so that the server's
- * descriptor table is the same wherever the test runs. */
+/* Like sbt_server_start, but the child sets the limit `kind` (soft and hard:
+ * sockbusd raises its soft limit to the hard one) to `limit` before exec,
+ * and closes every inherited descriptor but 0-2 so that the server's
+ * descriptor table is the same wherever the test runs. (A flag, not an int
+ * resource: glibc's setrlimit() takes an enum under _GNU_SOURCE.) */
+enum limit_kind { LIMIT_NOFILE, LIMIT_AS };
+
 static int start_limited(sbt_server *s,
                          const char *const *args,
-                         int resource,
+                         enum limit_kind kind,
                          rlim_t limit)
 {
     if (resolve_sockbusd() < 0)
@@ -350,7 +353,8 @@ static int start_limited(sbt_server *s,
             dup2(log, STDERR_FILENO);
         dup2(p[1], STDOUT_FILENO);
         close_range(3, ~0U, 0);
-        if (setrlimit(resource, &rl) < 0)
+        if (setrlimit(kind == LIMIT_NOFILE ? RLIMIT_NOFILE : RLIMIT_AS, &rl) <
+            0)
             _exit(126);
         execv(sockbusd_path, (char *const *)(uintptr_t)argv);
         _exit(127);
@@ -1309,7 +1313,7 @@ static int setup_nofile(void **state)
     fx *f;
     if (fx_new(state, &f) < 0)
         return -1;
-    if (start_limited(&f->srv, NULL, RLIMIT_NOFILE, NOFILE_LIMIT) < 0) {
+    if (start_limited(&f->srv, NULL, LIMIT_NOFILE, NOFILE_LIMIT) < 0) {
         free(f);
         return -1;
     }
@@ -1518,7 +1522,7 @@ static int setup_threads(void **state)
     if (SANITIZED)
         return 0; /* the test skips: a sanitizer's shadow needs terabytes */
     rlim_t lim = address_space_limit();
-    if (lim == 0 || start_limited(&f->srv, stack_args, RLIMIT_AS, lim) < 0) {
+    if (lim == 0 || start_limited(&f->srv, stack_args, LIMIT_AS, lim) < 0) {
         free(f);
         return -1;
     }
