@@ -239,10 +239,17 @@ long sbt_threads(pid_t pid)
 
 int sbt_connect(sbt_client *c, int port)
 {
+    return sbt_connect_rcvbuf(c, port, 0);
+}
+
+int sbt_connect_rcvbuf(sbt_client *c, int port, int rcvbuf)
+{
     memset(c, 0, sizeof(*c));
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         return -1;
+    if (rcvbuf > 0)
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -254,6 +261,24 @@ int sbt_connect(sbt_client *c, int port)
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return 0;
+}
+
+bool sbt_drain_fd(int fd, char **buf, size_t *len)
+{
+    char chunk[4096];
+    ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+        return true;
+    if (n <= 0)
+        return false;
+    char *nb = realloc(*buf, *len + (size_t)n + 1);
+    if (nb == NULL)
+        return false;
+    memcpy(nb + *len, chunk, (size_t)n);
+    *len += (size_t)n;
+    nb[*len] = '\0';
+    *buf = nb;
+    return true;
 }
 
 cJSON *sbt_connect_info(sbt_client *c, int port)

@@ -78,6 +78,15 @@ typedef struct sbt_client {
  * greeting. */
 int sbt_connect(sbt_client *c, int port);
 
+/* As sbt_connect(), with the socket's receive buffer set to `rcvbuf` bytes
+ * before the handshake (so that it also sets the TCP window): a client
+ * that stops reading fills up fast. Returns 0 or -1. */
+int sbt_connect_rcvbuf(sbt_client *c, int port, int rcvbuf);
+
+/* Append what is readable on `fd` to the NUL-terminated *buf of *len bytes
+ * (one read). Returns false at EOF or on error. */
+bool sbt_drain_fd(int fd, char **buf, size_t *len);
+
 /* Connect and read the `info` greeting. Returns it (caller deletes with
  * cJSON_Delete) or NULL. */
 cJSON *sbt_connect_info(sbt_client *c, int port);

@@ -42,25 +42,6 @@ static void run_free(bench_run *r)
     free(r->err);
 }
 
-/* Appends what is readable on fd to *buf; returns false at EOF. */
-static bool drain(int fd, char **buf, size_t *len)
-{
-    char chunk[4096];
-    ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    char *nb = realloc(*buf, *len + (size_t)n + 1);
-    if (nb == NULL)
-        return false;
-    memcpy(nb + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    nb[*len] = '\0';
-    *buf = nb;
-    return true;
-}
-
 static pid_t spawn(const char *const *args, int out[2], int err[2])
 {
     const char *argv[40];
@@ -96,9 +77,9 @@ static void collect(bench_run *r, pid_t pid, int out, int err, long long start)
         if (poll(p, 2, (int)(deadline - sbt_now_ms())) <= 0)
             continue;
         if (p[0].revents)
-            oopen = drain(out, &r->out, &olen);
+            oopen = sbt_drain_fd(out, &r->out, &olen);
         if (p[1].revents)
-            eopen = drain(err, &r->err, &elen);
+            eopen = sbt_drain_fd(err, &r->err, &elen);
     }
     int st = 0;
     if (oopen || eopen)

@@ -79,16 +79,7 @@ static int wait_exit(sbt_server *s, int timeout_ms)
  * the client does not read stays queued in the server. */
 static void connect_small(sbt_client *c, int port)
 {
-    memset(c, 0, sizeof(*c));
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(c->fd >= 0);
-    int bytes = 4096, one = 1;
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    assert_int_equal(sbt_connect_rcvbuf(c, port, 4096), 0);
     cJSON *info = sbt_expect(c, "info", WAIT_MS);
     assert_non_null(info);
     cJSON_Delete(info);

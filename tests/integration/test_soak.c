@@ -52,25 +52,6 @@ typedef struct soak_run {
     char *err;  /* stderr (owned) */
 } soak_run;
 
-/* Appends what is readable on fd to *buf; returns false at EOF. */
-static bool drain(int fd, char **buf, size_t *len)
-{
-    char chunk[4096];
-    ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    char *nb = realloc(*buf, *len + (size_t)n + 1);
-    if (nb == NULL)
-        return false;
-    memcpy(nb + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    nb[*len] = '\0';
-    *buf = nb;
-    return true;
-}
-
 /* Runs sockbus-soak with args (NULL-terminated), bounded in time. */
 static void run_soak(soak_run *r, const char *const *args)
 {
@@ -102,9 +83,9 @@ static void run_soak(soak_run *r, const char *const *args)
         if (poll(p, 2, (int)(deadline - sbt_now_ms())) <= 0)
             continue;
         if (p[0].revents)
-            oopen = drain(out[0], &r->out, &olen);
+            oopen = sbt_drain_fd(out[0], &r->out, &olen);
         if (p[1].revents)
-            eopen = drain(err[0], &r->err, &elen);
+            eopen = sbt_drain_fd(err[0], &r->err, &elen);
     }
     if (pid > 0) {
         int st = 0;
