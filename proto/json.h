@@ -50,12 +50,12 @@ typedef struct sb_json_member {
 } sb_json_member;
 
 typedef struct sb_json_result {
-    sb_json_type type;  /* type of the top-level value */
-    size_t n_members;   /* members of a top-level object, all of them, even
-                           past `max_members` */
-    size_t err_off;     /* on error: offset of the offending byte (or len) */
-    const char *err;    /* on error: static English text, e.g.
-                           "invalid UTF-8 in string" */
+    sb_json_type type; /* type of the top-level value */
+    size_t n_members;  /* members of a top-level object, all of them, even
+                          past `max_members` */
+    size_t err_off;    /* on error: offset of the offending byte (or len) */
+    const char *err;   /* on error: static English text, e.g.
+                          "invalid UTF-8 in string" */
 } sb_json_result;
 
 /* Check that buf[0..len) is exactly one JSON value, with optional JSON
@@ -65,8 +65,11 @@ typedef struct sb_json_result {
  * Borrows `buf`; writes `res` in every case.
  * Returns 0 when valid, -EINVAL on a grammar or UTF-8 error, -E2BIG when
  * nesting exceeds SB_JSON_MAX_DEPTH (res->err and res->err_off say where). */
-int sb_json_scan(const char *buf, size_t len, sb_json_member *members,
-                 size_t max_members, sb_json_result *res);
+int sb_json_scan(const char *buf,
+                 size_t len,
+                 sb_json_member *members,
+                 size_t max_members,
+                 sb_json_result *res);
 
 /* Decode the body of a JSON string that sb_json_scan() accepted (the bytes
  * between the quotes, escapes included) into `dst`, resolving every escape

@@ -33,7 +33,7 @@ bool sb_topic_match(const char *p, size_t plen, const char *t, size_t tlen);
 
 /* Split t[0..len) at dots: writes up to `max` token spans (offset, length)
  * and returns the number of tokens (which may exceed `max`). */
-size_t sb_topic_tokens(const char *t, size_t len, size_t *offs, size_t *lens,
-                       size_t max);
+size_t sb_topic_tokens(
+    const char *t, size_t len, size_t *offs, size_t *lens, size_t max);
 
 #endif

@@ -55,8 +55,10 @@ int sb_queue_try_push(sb_queue *q, void *item, size_t bytes);
  * most one eventfd write. `bytes` may be NULL (all sizes 0).
  * Returns how many were pushed (0..n, the first ones; the queue owns those and
  * the caller still owns the rest), or -EPIPE once closed (none pushed). */
-int sb_queue_try_push_many(sb_queue *q, void *const *items,
-                           const size_t *bytes, size_t n);
+int sb_queue_try_push_many(sb_queue *q,
+                           void *const *items,
+                           const size_t *bytes,
+                           size_t n);
 
 /* Push one item, waiting while the queue is full: `timeout_ms` < 0 waits
  * without limit, 0 does not wait.
@@ -86,8 +88,8 @@ int sb_queue_pop(sb_queue *q, void **item, size_t *bytes, int timeout_ms);
  * receives each item's size.
  * Returns the count popped (1..max), -EAGAIN, -ETIMEDOUT or -EPIPE as
  * sb_queue_pop(). */
-int sb_queue_pop_batch(sb_queue *q, void **items, size_t *bytes, size_t max,
-                       int timeout_ms);
+int sb_queue_pop_batch(
+    sb_queue *q, void **items, size_t *bytes, size_t max, int timeout_ms);
 
 /* Close the queue: pushes fail with -EPIPE from now on, every waiting pusher
  * and popper wakes, pops drain what is left and then return -EPIPE. The

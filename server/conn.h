@@ -86,9 +86,9 @@ typedef struct sb_conn {
     struct sb_conn *bus_dirty_next;
     bool bus_dirty;
     bool bus_detached;
-    struct sb_conn *pause_next; /* bus pause list (bus pause lock) */
+    struct sb_conn *pause_next;    /* bus pause list (bus pause lock) */
     struct sb_conn *bus_wake_next; /* being woken (bus thread only) */
-    bool pause_listed;          /* bus pause lock */
+    bool pause_listed;             /* bus pause lock */
 
     /* Worker only. */
     sb_io io;

@@ -248,8 +248,8 @@ static void refuse_pending(sb_server *s)
 {
     for (int i = 0; i < ACCEPTS_PER_WAKE && s->reserve_fd >= 0; i++) {
         close(s->reserve_fd);
-        int fd = accept4(s->listen_fd, NULL, NULL,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             break;

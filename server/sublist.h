@@ -44,8 +44,8 @@ int sb_sublist_remove(sb_sublist *sl, const char *p, size_t len, void *value);
  * sb_sublist_ function on `sl` (`items` may be NULL when n is 0). A result
  * is always complete; failing to cache it is silent. Returns NULL only on
  * ENOMEM for the match's own working memory. */
-const sb_sublist_result *sb_sublist_match(sb_sublist *sl, const char *t,
-                                          size_t len);
+const sb_sublist_result *
+sb_sublist_match(sb_sublist *sl, const char *t, size_t len);
 
 /* Number of (pattern, value) pairs held. */
 size_t sb_sublist_count(const sb_sublist *sl);
