@@ -305,19 +305,31 @@ static bool frame_group_is(const sb_frame *f, const bus_group *g)
     return g->nlen == f->group_len && memcmp(g->name, f->group, g->nlen) == 0;
 }
 
+/* True when a subscription in `r` belongs to a queue group. */
+static bool any_group(const sb_sublist_result *r)
+{
+    for (size_t i = 0; r != NULL && i < r->n; i++)
+        if (((const bus_sub *)r->items[i])->group != NULL)
+            return true;
+    return false;
+}
+
 static void route(sb_bus *b, sb_frame *f)
 {
+    const sb_sublist_result *r =
+        sb_sublist_match(b->sl, f->topic, f->topic_len);
     /* Clustering (cluster.c): a publication made here goes to NATS once,
      * when the cluster hook takes it; NATS then picks one member of each
      * queue group cluster-wide and hands it back as a SB_ROUTE_GROUP
      * frame, so here it only reaches plain subscribers. Frames from NATS
-     * are never handed back to the hook: no loops. */
+     * are never handed back to the hook: no loops. The hook is told when
+     * a local group member may get the publication back from NATS while
+     * its publisher has echo off: only then must the copy name its
+     * publisher. */
     int mode = f->route;
     if (mode == SB_ROUTE_LOCAL && b->cluster_out != NULL &&
-        b->cluster_out(f, b->cluster_ud))
+        b->cluster_out(f, f->no_echo && any_group(r), b->cluster_ud))
         mode = SB_ROUTE_PLAIN_ONLY;
-    const sb_sublist_result *r =
-        sb_sublist_match(b->sl, f->topic, f->topic_len);
     if (r != NULL && r->n > 0) {
         uint64_t stamp = ++b->stamp;
         bus_group *hit = NULL;

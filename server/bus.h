@@ -82,8 +82,11 @@ void sb_bus_set_observer(sb_bus *b, sb_interest_fn fn, void *ud);
  * frame published on this node (SB_ROUTE_LOCAL) before it is routed.
  * Returns true when it took a reference to send the frame to the cluster,
  * which then delivers it to queue groups (the bus gives it to plain
- * subscribers only); false to route it here in full. Must not block. */
-typedef bool (*sb_bus_out_fn)(sb_frame *f, void *ud);
+ * subscribers only); false to route it here in full. `mark_origin` is
+ * true when the publisher has echo off and a local queue group matches:
+ * the copy NATS may hand back must then say who published it. Must not
+ * block. */
+typedef bool (*sb_bus_out_fn)(sb_frame *f, bool mark_origin, void *ud);
 
 /* Install the hook before sb_bus_start(); `ud` must outlive the bus. */
 void sb_bus_set_cluster_out(sb_bus *b, sb_bus_out_fn fn, void *ud);

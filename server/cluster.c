@@ -4,8 +4,13 @@
  * - The cluster thread ("cluster") connects both NATS connections, then
  *   applies interest changes: it alone owns `subs` (the NATS
  *   subscriptions) and `retired_dropped`.
- * - The publisher thread ("cluster-pub") pops frames from `outq` and
- *   publishes them on the pub connection.
+ * - The I/O thread ("cluster-io") runs both NATS connections through
+ *   libnats' external event loop interface: it polls their sockets, reads
+ *   and parses what NATS sends (libnats then hands messages to its
+ *   delivery thread), pops frames from `outq`, publishes them and writes
+ *   each batch out at once. libnats calls the event callbacks (ev_*) from
+ *   whichever thread changes what a socket waits for; they only record it
+ *   under `io_lock` and wake the I/O thread through `io_efd`.
  * - The bus thread calls sb_cluster__out() (reads `state` and `closed`,
  *   pushes into `outq`) and the interest observer (appends to `changes`).
  * - libnats threads call the connection callbacks (they update the link
@@ -15,9 +20,16 @@
  *   a connection are handled one at a time in the order NATS sent them,
  *   which keeps each publisher's order across a node's patterns.
  * - `lock` guards `changes`, `stopping`, the link states, `server`,
- *   `ever_connected`, `live_subs` and `closed_seen`; `cond` signals changes to
- * the cluster thread and completions to sb_cluster_stop(). No libnats call is
- * made under it. Counters are atomics.
+ *   `ever_connected`, `live_subs`, `closed_seen` and `out_drained`; `cond`
+ *   signals changes to the cluster thread and completions to
+ *   sb_cluster_stop(). No libnats call is made under it or under
+ *   `io_lock` (libnats holds its connection lock while it calls ev_*, so
+ *   the order is always connection lock, then ours). Counters are atomics.
+ *
+ * Why an event loop of our own: libnats' own flusher thread waits a
+ * millisecond before it writes, to gather publications; here the batch
+ * popped from `outq` is the gathering, so it is written as soon as it
+ * is published, and the connection needs no reader or flusher thread.
  *
  * Two connections, because of echo: NATS delivers a connection's own
  * publications back to it unless it connects with echo off. Plain
@@ -30,11 +42,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <nats/nats.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +62,15 @@
 #include "topic.h"
 
 #define OUT_BATCH 256
+/* Messages from NATS are freed in groups of this many (or this many
+ * bytes): libnats hands each freed message to its collector thread and
+ * wakes it when idle, which one at a time would be a wake-up per
+ * message. */
+#define SPENT_MAX 64
+#define SPENT_BYTES_MAX (256 * 1024)
+/* Bytes libnats may hold for the socket before the I/O thread stops
+ * taking frames from `outq` (which then fills and drops). */
+#define OUT_BUFFERED_MAX (4 << 20)
 #define IN_PUSH_TIMEOUT_MS 1000 /* a message from NATS waits for the bus */
 #define RECONNECT_WAIT_MS 250
 #define CONNECT_TIMEOUT_MS 1000
@@ -76,7 +99,15 @@ struct link {
     natsConnection *_Atomic nc; /* set once connected or retrying */
     natsConnStatus status;      /* lock */
     bool closed_seen;           /* lock */
+    /* What the event loop polls for this connection (io_lock). */
+    natsConnection *ev_nc; /* set by the first attach */
+    int fd;                /* -1 while detached */
+    bool want_read, want_write;
 };
+
+/* A frame in `outq` whose NATS copy must name its publisher (see the
+ * bus's hook) carries this bit in its pointer. */
+#define OUT_MARK ((uintptr_t)1)
 
 /* One NATS subscription; the message handler's closure. Freed by libnats'
  * completion callback, once no handler can run any more. */
@@ -114,17 +145,28 @@ struct sb_cluster {
     natsOptions *opts[2];
     struct link link[2];
     sb_queue *outq;
-    pthread_t ctl, pub;
-    bool ctl_started, pub_started, stopped;
-    bool leak; /* libnats did not finish in time: never free */
+    pthread_t ctl, io;
+    bool ctl_started, io_started, stopped;
+
+    pthread_mutex_t io_lock;
+    int io_efd;   /* wakes the I/O thread */
+    bool io_stop; /* io_lock */
+    bool leak;    /* libnats did not finish in time: never free */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
     change *changes, *changes_tail;
     bool stopping;
+    bool out_drained; /* `outq` closed, emptied and written out */
     int live_subs;
     bool ever_connected;
     char server[256];
+
+    /* Messages handled but not yet freed (see SPENT_MAX). */
+    pthread_mutex_t spent_lock;
+    natsMsg *spent[SPENT_MAX];
+    int nspent;
+    size_t spent_bytes;
 
     sb_strmap *subs; /* cluster thread: key(group, pattern) -> csub */
     uint64_t retired_dropped;
@@ -376,6 +418,28 @@ static void take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
                               memory_order_relaxed);
 }
 
+/* Free the messages kept in `cl->spent`, or all of them with `all`
+ * false only once there are enough. */
+static void free_spent(sb_cluster *cl, natsMsg *add, bool all)
+{
+    natsMsg *batch[SPENT_MAX];
+    int n = 0;
+    pthread_mutex_lock(&cl->spent_lock);
+    if (add != NULL) {
+        cl->spent[cl->nspent++] = add;
+        cl->spent_bytes += (size_t)natsMsg_GetDataLength(add);
+    }
+    if (all || cl->nspent == SPENT_MAX || cl->spent_bytes >= SPENT_BYTES_MAX) {
+        n = cl->nspent;
+        memcpy(batch, cl->spent, (size_t)n * sizeof(*batch));
+        cl->nspent = 0;
+        cl->spent_bytes = 0;
+    }
+    pthread_mutex_unlock(&cl->spent_lock);
+    for (int i = 0; i < n; i++)
+        natsMsg_Destroy(batch[i]);
+}
+
 static void
 on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -383,7 +447,7 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
     (void)sub;
     csub *cs = closure;
     take_in(cs->cl, cs, msg);
-    natsMsg_Destroy(msg);
+    free_spent(cs->cl, msg, false);
 }
 
 /* libnats: the subscription is closed and its handler has returned. */
@@ -583,7 +647,74 @@ static void *ctl_main(void *arg)
     return NULL;
 }
 
-static void publish_one(sb_cluster *cl, natsConnection *nc, const sb_frame *f)
+/* ---- The event loop ---------------------------------------------------- */
+
+static _Thread_local bool on_io_thread;
+
+static void io_wake(sb_cluster *cl)
+{
+    if (on_io_thread)
+        return; /* it looks at the links again before it polls */
+    uint64_t one = 1;
+    while (write(cl->io_efd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+    /* EAGAIN: the counter is full, so the thread is being woken anyway. */
+}
+
+/* libnats: `nc` is connected (again) on `fd`; poll it for reading.
+ * `loop` is the link, given to natsOptions_SetEventLoop(). */
+static natsStatus
+ev_attach(void **ud, void *loop, natsConnection *nc, natsSock fd)
+{
+    struct link *l = loop;
+    pthread_mutex_lock(&l->cl->io_lock);
+    l->ev_nc = nc;
+    l->fd = fd;
+    l->want_read = true;
+    l->want_write = false;
+    pthread_mutex_unlock(&l->cl->io_lock);
+    *ud = l;
+    io_wake(l->cl);
+    return NATS_OK;
+}
+
+/* Record that the link's socket is (add) or is no longer (!add) to be
+ * polled for *what, and have the I/O thread look again. */
+static natsStatus want(struct link *l, bool *what, bool add)
+{
+    pthread_mutex_lock(&l->cl->io_lock);
+    *what = add;
+    pthread_mutex_unlock(&l->cl->io_lock);
+    io_wake(l->cl);
+    return NATS_OK;
+}
+
+static natsStatus ev_read(void *ud, bool add)
+{
+    struct link *l = ud;
+    return want(l, &l->want_read, add);
+}
+
+static natsStatus ev_write(void *ud, bool add)
+{
+    struct link *l = ud;
+    return want(l, &l->want_write, add);
+}
+
+/* libnats: the connection is closed; its socket is no longer ours. */
+static natsStatus ev_detach(void *ud)
+{
+    struct link *l = ud;
+    pthread_mutex_lock(&l->cl->io_lock);
+    l->fd = -1;
+    l->want_read = l->want_write = false;
+    pthread_mutex_unlock(&l->cl->io_lock);
+    io_wake(l->cl);
+    return NATS_OK;
+}
+
+static void
+publish_one(sb_cluster *cl, natsConnection *nc, const sb_frame *f, bool mark)
 {
     char subj[512], rep[512];
     const char *data = f->text + f->data_off;
@@ -593,7 +724,7 @@ static void publish_one(sb_cluster *cl, natsConnection *nc, const sb_frame *f)
         !subject(cl, subj, sizeof(subj), f->topic, f->topic_len) ||
         (f->reply && !subject(cl, rep, sizeof(rep), f->reply, f->reply_len))) {
         /* dropped below */
-    } else if (f->no_echo) {
+    } else if (mark) {
         natsMsg *m = NULL;
         s = natsMsg_Create(&m, subj, f->reply ? rep : NULL, data, dl);
         char v[64];
@@ -622,21 +753,131 @@ static void publish_one(sb_cluster *cl, natsConnection *nc, const sb_frame *f)
                               memory_order_relaxed);
 }
 
-static void *pub_main(void *arg)
+/* True while libnats holds few enough bytes for the socket to take more. */
+static bool out_room(natsConnection *nc)
 {
-    sb_cluster *cl = arg;
+    return nc == NULL || natsConnection_Buffered(nc) < OUT_BUFFERED_MAX;
+}
+
+/* Publish what the bus queued, batch by batch, while there is room.
+ * Returns -EPIPE once `outq` is closed and empty, 1 when frames are left
+ * (no room), else 0. */
+static int pump_out(sb_cluster *cl, natsConnection *nc)
+{
     void *items[OUT_BATCH];
+    sb_queue_clear_fd(cl->outq);
     for (;;) {
-        int n = sb_queue_pop_batch(cl->outq, items, NULL, OUT_BATCH, -1);
+        if (!out_room(nc))
+            return 1;
+        int n = sb_queue_pop_batch(cl->outq, items, NULL, OUT_BATCH, 0);
         if (n == -EPIPE)
-            break;
-        natsConnection *nc = atomic_load(&cl->link[LINK_PUB].nc);
+            return -EPIPE;
+        if (n <= 0)
+            return 0;
         for (int i = 0; i < n; i++) {
-            sb_frame *f = items[i];
-            publish_one(cl, nc, f);
+            uintptr_t v = (uintptr_t)items[i];
+            sb_frame *f = (sb_frame *)(v & ~OUT_MARK);
+            publish_one(cl, nc, f, (v & OUT_MARK) != 0);
             sb_frame_unref(&f);
         }
     }
+}
+
+/* Tell sb_cluster_stop() that what the bus handed over is written out
+ * (or cannot be: the connection is down). */
+static void out_drained(sb_cluster *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    cl->out_drained = true;
+    pthread_cond_broadcast(&cl->cond);
+    pthread_mutex_unlock(&cl->lock);
+}
+
+static void *io_main(void *arg)
+{
+    sb_cluster *cl = arg;
+    on_io_thread = true;
+    bool out_open = true, out_more = false, drained = false;
+    for (;;) {
+        struct pollfd p[4];
+        int n = 0, at[2] = {-1, -1};
+        natsConnection *nc[2];
+        p[n++] = (struct pollfd){.fd = cl->io_efd, .events = POLLIN};
+        pthread_mutex_lock(&cl->io_lock);
+        bool stop = cl->io_stop;
+        for (int i = 0; i < 2; i++) {
+            struct link *l = &cl->link[i];
+            nc[i] = l->ev_nc;
+            if (l->fd >= 0 && (l->want_read || l->want_write)) {
+                at[i] = n;
+                p[n++] = (struct pollfd){
+                    .fd = l->fd,
+                    .events = (short)((l->want_read ? POLLIN : 0) |
+                                      (l->want_write ? POLLOUT : 0))};
+            }
+        }
+        bool pub_writing = cl->link[LINK_PUB].want_write;
+        pthread_mutex_unlock(&cl->io_lock);
+        if (stop)
+            break;
+        if (!out_open && !drained &&
+            (!pub_writing || atomic_load(&cl->state) != CL_CONNECTED)) {
+            drained = true;
+            out_drained(cl);
+        }
+        /* Frames left over wait for room (POLLOUT), not for the queue's
+         * eventfd, which stays quiet while the queue is not empty. */
+        int out_at = -1;
+        bool out_ready = out_more && out_room(nc[LINK_PUB]);
+        if (out_open && !out_more) {
+            out_at = n;
+            p[n++] =
+                (struct pollfd){.fd = sb_queue_fd(cl->outq), .events = POLLIN};
+        }
+        if (poll(p, (nfds_t)n, out_ready ? 0 : -1) < 0) {
+            if (errno != EINTR) {
+                SB_LOG(SB_LOG_ERROR, "cluster poll_failed err=%s",
+                       strerror(errno));
+                poll(NULL, 0, 100); /* ENOMEM: breathe, then retry */
+            }
+            continue;
+        }
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            if (read(cl->io_efd, &v, sizeof(v)) < 0 && errno != EAGAIN &&
+                errno != EINTR)
+                SB_LOG(SB_LOG_ERROR, "cluster wake_failed err=%s",
+                       strerror(errno));
+        }
+        for (int i = 0; i < 2; i++) {
+            short re = at[i] >= 0 ? p[at[i]].revents : 0;
+            if (re & (POLLIN | POLLHUP | POLLERR))
+                natsConnection_ProcessReadEvent(nc[i]);
+            if (re & POLLOUT)
+                natsConnection_ProcessWriteEvent(nc[i]);
+            if (re & POLLNVAL) { /* closed under us: wait for libnats */
+                pthread_mutex_lock(&cl->io_lock);
+                if (cl->link[i].fd == p[at[i]].fd)
+                    cl->link[i].fd = -1;
+                pthread_mutex_unlock(&cl->io_lock);
+            }
+        }
+        if (out_open && ((out_more && out_room(nc[LINK_PUB])) ||
+                         (out_at >= 0 && p[out_at].revents))) {
+            int rc = pump_out(cl, nc[LINK_PUB]);
+            out_open = rc != -EPIPE;
+            out_more = rc == 1;
+            /* Write the batch now rather than on the next POLLOUT. */
+            pthread_mutex_lock(&cl->io_lock);
+            bool w =
+                cl->link[LINK_PUB].want_write && cl->link[LINK_PUB].fd >= 0;
+            pthread_mutex_unlock(&cl->io_lock);
+            if (w)
+                natsConnection_ProcessWriteEvent(nc[LINK_PUB]);
+        }
+    }
+    if (!drained)
+        out_drained(cl);
     return NULL;
 }
 
@@ -682,6 +923,14 @@ static natsStatus make_opts(sb_cluster *cl, int i, const char **urls, int nurls)
         s = natsOptions_UseGlobalMessageDelivery(o, true);
     if (s == NATS_OK)
         s = natsOptions_SetNoEcho(o, i == LINK_PUB);
+    /* The I/O thread drives the socket (see the top); with SendAsap a
+     * publication asks for a write at once instead of waking libnats'
+     * flusher, and the I/O thread writes after each batch. */
+    if (s == NATS_OK)
+        s = natsOptions_SetEventLoop(o, l, ev_attach, ev_read, ev_write,
+                                     ev_detach);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
     cl->opts[i] = o;
     return s;
 }
@@ -748,6 +997,9 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
     make_uid(cl->uid);
     snprintf(cl->plain_queue, sizeof(cl->plain_queue), "_sb_%s", cl->uid);
     pthread_mutex_init(&cl->lock, NULL);
+    pthread_mutex_init(&cl->io_lock, NULL);
+    pthread_mutex_init(&cl->spent_lock, NULL);
+    cl->io_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -757,6 +1009,7 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
         cl->link[i].cl = cl;
         cl->link[i].name = i == LINK_PUB ? "pub" : "group";
         cl->link[i].status = NATS_CONN_STATUS_DISCONNECTED;
+        cl->link[i].fd = -1;
     }
     cl->subs = sb_strmap_new();
     /* The path to NATS is a send queue with one consumer: as deep as a
@@ -769,9 +1022,12 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
     for (int i = 0; i < 2 && s == NATS_OK; i++)
         s = make_opts(cl, i, urls, nurls);
     free(list);
-    if (cl->subs == NULL || cl->outq == NULL || s != NATS_OK) {
+    if (cl->subs == NULL || cl->outq == NULL || cl->io_efd < 0 ||
+        s != NATS_OK) {
         snprintf(err, errlen, "cluster: cannot set up the NATS client: %s",
-                 s != NATS_OK ? natsStatus_GetText(s) : "out of memory");
+                 s != NATS_OK     ? natsStatus_GetText(s)
+                 : cl->io_efd < 0 ? strerror(errno)
+                                  : "out of memory");
         sb_cluster_free(cl);
         return NULL;
     }
@@ -780,11 +1036,10 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
 
 int sb_cluster_start(sb_cluster *cl)
 {
-    int rc =
-        sb_thread_create(&cl->pub, "cluster-pub", 256 * 1024, pub_main, cl);
+    int rc = sb_thread_create(&cl->io, "cluster-io", 256 * 1024, io_main, cl);
     if (rc < 0)
         return rc;
-    cl->pub_started = true;
+    cl->io_started = true;
     rc = sb_thread_create(&cl->ctl, "cluster", 256 * 1024, ctl_main, cl);
     if (rc < 0)
         return rc;
@@ -795,7 +1050,7 @@ int sb_cluster_start(sb_cluster *cl)
     return 0;
 }
 
-bool sb_cluster__out(sb_frame *f, void *ud)
+bool sb_cluster__out(sb_frame *f, bool mark_origin, void *ud)
 {
     sb_cluster *cl = ud;
     if (atomic_load_explicit(&cl->closed, memory_order_relaxed))
@@ -807,7 +1062,8 @@ bool sb_cluster__out(sb_frame *f, void *ud)
         return false;
     }
     sb_frame *ref = sb_frame_ref(f);
-    if (sb_queue_try_push(cl->outq, ref, ref->len) < 0) {
+    void *item = (void *)((uintptr_t)ref | (mark_origin ? OUT_MARK : 0));
+    if (sb_queue_try_push(cl->outq, item, ref->len) < 0) {
         sb_frame_unref(&ref);
         atomic_fetch_add_explicit(&cl->dropped, 1, memory_order_relaxed);
         return false;
@@ -815,16 +1071,26 @@ bool sb_cluster__out(sb_frame *f, void *ud)
     return true;
 }
 
-/* Wait on the cluster cond until `done` or CLOSE_WAIT_MS; lock held. */
-static bool wait_for(sb_cluster *cl, bool (*done)(sb_cluster *))
+/* Wait on the cluster cond until `done` or `ms` pass; lock held. */
+static bool wait_for(sb_cluster *cl, bool (*done)(sb_cluster *), int ms)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += CLOSE_WAIT_MS / 1000;
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
     while (!done(cl))
         if (pthread_cond_timedwait(&cl->cond, &cl->lock, &ts) == ETIMEDOUT)
             return done(cl);
     return true;
+}
+
+static bool out_done(sb_cluster *cl)
+{
+    return cl->out_drained;
 }
 
 static bool subs_done(sb_cluster *cl)
@@ -846,28 +1112,36 @@ void sb_cluster_stop(sb_cluster *cl, int timeout_ms)
         return;
     cl->stopped = true;
     atomic_store(&cl->closed, true);
-    /* What the bus handed over goes out first. */
+    /* What the bus handed over goes out first: the I/O thread empties the
+     * queue and writes everything out (or gives up when NATS is down). */
     if (cl->outq != NULL)
         sb_queue_close(cl->outq);
-    if (cl->pub_started)
-        sb_thread_join(cl->pub);
-    natsConnection *pub = atomic_load(&cl->link[LINK_PUB].nc);
-    if (pub != NULL && natsConnection_Status(pub) == NATS_CONN_STATUS_CONNECTED)
-        natsConnection_FlushTimeout(pub, timeout_ms > 0 ? timeout_ms : 1);
     pthread_mutex_lock(&cl->lock);
+    if (cl->io_started)
+        wait_for(cl, out_done, timeout_ms > 0 ? timeout_ms : 1);
     cl->stopping = true;
     pthread_mutex_unlock(&cl->lock);
     pthread_cond_broadcast(&cl->cond);
     if (cl->ctl_started)
         sb_thread_join(cl->ctl); /* it unsubscribed everything */
+    if (cl->io_started) {
+        pthread_mutex_lock(&cl->io_lock);
+        cl->io_stop = true;
+        pthread_mutex_unlock(&cl->io_lock);
+        io_wake(cl);
+        sb_thread_join(cl->io);
+    }
     for (int i = 0; i < 2; i++) {
         natsConnection *nc = atomic_load(&cl->link[i].nc);
         if (nc != NULL)
             natsConnection_Close(nc);
     }
     pthread_mutex_lock(&cl->lock);
-    bool done = wait_for(cl, subs_done) && wait_for(cl, links_closed);
+    bool done = wait_for(cl, subs_done, CLOSE_WAIT_MS) &&
+                wait_for(cl, links_closed, CLOSE_WAIT_MS);
     pthread_mutex_unlock(&cl->lock);
+    if (done)
+        free_spent(cl, NULL, true); /* no handler runs any more */
     if (!done) {
         SB_LOG(SB_LOG_WARN, "cluster stop_incomplete node=%s", cl->node);
         cl->leak = true; /* a libnats callback may still use it */
@@ -901,6 +1175,10 @@ void sb_cluster_free(sb_cluster *cl)
     sb_queue_free(cl->outq, sb_frame_release);
     for (int i = 0; i < 2; i++)
         natsOptions_Destroy(cl->opts[i]);
+    if (cl->io_efd >= 0)
+        close(cl->io_efd);
+    pthread_mutex_destroy(&cl->io_lock);
+    pthread_mutex_destroy(&cl->spent_lock);
     pthread_cond_destroy(&cl->cond);
     pthread_mutex_destroy(&cl->lock);
     free(cl);

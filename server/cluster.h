@@ -16,8 +16,10 @@
  *   node's included.
  * - Out: while both connections are up, the bus hands each local
  *   publication to sb_cluster__out(), which queues a reference in a
- *   bounded queue (full: dropped and counted); a publisher thread sends
- *   them. Otherwise the bus routes the publication locally in full.
+ *   bounded queue (full: dropped and counted); the I/O thread sends
+ *   them (the NATS copy names its publisher only when the bus says a
+ *   local queue group may get it back while the publisher has echo off).
+ *   Otherwise the bus routes the publication locally in full.
  * - In: messages from NATS are checked (topic, JSON, size), built into
  *   msg frames routed to plain subscribers only, or to one member of one
  *   group, and pushed into the bus's receive queue like socket input.
@@ -50,7 +52,7 @@ int sb_cluster_start(sb_cluster *cl);
 
 /* The bus's hook (sb_bus_out_fn): take `f` for NATS when connected.
  * Bus thread only. */
-bool sb_cluster__out(sb_frame *f, void *ud);
+bool sb_cluster__out(sb_frame *f, bool mark_origin, void *ud);
 
 /* Send what is queued for NATS (waiting at most `timeout_ms`), then close
  * both NATS connections and join the threads: no message arrives from

@@ -12,7 +12,8 @@
  * messages arrive in order, so an unwanted one would come first.
  *
  * The fault tests run last: one kills the NATS server node 1 uses, one
- * starts a node before its NATS server exists. */
+ * starts a node before its NATS server exists, one stops (SIGSTOP) the
+ * NATS server of a node of its own while that node's clients publish. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,9 +47,13 @@ typedef struct nats_srv {
     int port, cport; /* client and cluster (route) ports */
 } nats_srv;
 
-static nats_srv nats[NNATS + 1]; /* the last: test_node_before_nats */
+/* Past the shared cluster's: test_node_before_nats, test_stalled_link. */
+#define NATS_LATE NNATS
+#define NATS_STALL (NNATS + 1)
+static nats_srv nats[NNATS + 2];
 static sbt_server node[NNODES];
-static sbt_server late; /* test_node_before_nats */
+static sbt_server late;  /* test_node_before_nats */
+static sbt_server stall; /* test_stalled_link */
 static char urls[NNODES][256];
 
 /* A port nobody listens on right now (bound and released). */
@@ -131,7 +136,7 @@ static int nats_start(int i, const char *routes)
 static void nats_kill(int i)
 {
     if (nats[i].pid > 0) {
-        kill(nats[i].pid, SIGKILL);
+        kill(nats[i].pid, SIGKILL); /* also when stopped (SIGSTOP) */
         waitpid(nats[i].pid, NULL, 0);
         nats[i].pid = 0;
     }
@@ -162,7 +167,7 @@ static int start_node(sbt_server *s, const char *url_list, const char *name)
 static int group_setup(void **state)
 {
     (void)state;
-    for (int i = 0; i <= NNATS; i++) {
+    for (int i = 0; i <= NATS_STALL; i++) {
         nats[i].port = free_port();
         nats[i].cport = free_port();
     }
@@ -196,7 +201,9 @@ static int group_teardown(void **state)
             rc = -1;
     if (late.pid > 0)
         sbt_server_stop(&late, SIGKILL, 10000);
-    for (int i = 0; i <= NNATS; i++)
+    if (stall.pid > 0)
+        sbt_server_stop(&stall, SIGKILL, 10000);
+    for (int i = 0; i <= NATS_STALL; i++)
         nats_kill(i);
     return rc;
 }
@@ -768,7 +775,7 @@ static void test_node_before_nats(void **state)
     (void)f;
     sbt_server *n4 = &late;
     char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", nats[NNATS].port);
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", nats[NATS_LATE].port);
     assert_int_equal(start_node(n4, url, "n4"), 0);
 
     /* It serves local clients while NATS is missing. */
@@ -790,7 +797,7 @@ static void test_node_before_nats(void **state)
     /* Its NATS server starts (routed to the others): it joins. */
     char routes[256];
     routes_except(0, routes, sizeof(routes)); /* server 1 is dead */
-    assert_int_equal(nats_start(NNATS, routes), 0);
+    assert_int_equal(nats_start(NATS_LATE, routes), 0);
     await_state(&a, "connected");
     sbt_client *far = client(f, 2);
     sub(far, "late.t", NULL);
@@ -801,6 +808,69 @@ static void test_node_before_nats(void **state)
     sbt_close(&a);
     sbt_close(&b);
     assert_int_equal(sbt_server_stop(n4, SIGTERM, 10000), 0);
+}
+
+/* A NATS server that stops reading (SIGSTOP) fills the node's path to
+ * NATS: the kernel's socket buffers, libnats' buffer (capped), then the
+ * bounded out queue, past which publications are dropped for the cluster
+ * and counted. Local subscribers get every message, in order, meanwhile:
+ * the bus never waits for NATS. The node's send queues are 64 frames, so
+ * the test reads each chunk before it publishes the next. */
+static void test_stalled_link(void **state)
+{
+    (void)state;
+    assert_int_equal(nats_start(NATS_STALL, ""), 0);
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", nats[NATS_STALL].port);
+    const char *args[] = {"--cluster",    url,  "--node", "stall",
+                          "--send-queue", "64", NULL};
+    assert_int_equal(sbt_server_start(&stall, args), 0);
+    sbt_client p, loc;
+    cJSON *info = sbt_connect_info(&p, stall.port);
+    assert_non_null(info);
+    cJSON_Delete(info);
+    info = sbt_connect_info(&loc, stall.port);
+    assert_non_null(info);
+    cJSON_Delete(info);
+    sub(&loc, "st.t", NULL);
+    await_state(&p, "connected");
+
+    assert_int_equal(kill(nats[NATS_STALL].pid, SIGSTOP), 0);
+    /* 40,000 messages of 1 KiB: more than loopback socket buffers and
+     * libnats' 4 MiB can hold. */
+    enum { TOTAL = 40000, CHUNK = 32 };
+    char pad[1001];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    long long deadline = sbt_now_ms() + 60000;
+    for (int i = 0; i < TOTAL; i += CHUNK) {
+        for (int k = i; k < i + CHUNK; k++)
+            SEND(&p,
+                 "{\"op\":\"pub\",\"topic\":\"st.t\",\"data\":[%d,\"%s\"]}\n",
+                 k, pad);
+        for (int k = i; k < i + CHUNK; k++) {
+            cJSON *j = next_msg(&loc, WAIT_MS);
+            if (j == NULL)
+                fail_msg("local message %d did not arrive", k);
+            cJSON *d = cJSON_GetObjectItem(j, "data");
+            int got = cJSON_GetArrayItem(d, 0)->valueint;
+            cJSON_Delete(j);
+            if (got != k)
+                fail_msg("local message %d arrived as %d", k, got);
+        }
+        if (sbt_now_ms() > deadline)
+            fail_msg("local delivery slowed down while NATS was stopped");
+    }
+    cJSON *cl = cluster_stats(&p);
+    cJSON *dropped = cJSON_GetObjectItem(cl, "dropped");
+    assert_non_null(dropped);
+    assert_true(dropped->valuedouble > 0);
+    cJSON_Delete(cl);
+    /* A graceful stop does not wait for NATS beyond the drain time. */
+    sbt_close(&p);
+    sbt_close(&loc);
+    assert_int_equal(sbt_server_stop(&stall, SIGTERM, 20000), 0);
+    nats_kill(NATS_STALL);
 }
 
 int main(void)
@@ -824,6 +894,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_nats_server_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_before_nats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_link, setup, teardown),
     };
     return cmocka_run_group_tests_name("cluster", tests, group_setup,
                                        group_teardown);
