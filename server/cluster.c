@@ -65,9 +65,11 @@
 /* Messages from NATS are freed in groups of this many (or this many
  * bytes): libnats hands each freed message to its collector thread and
  * wakes it when idle, which one at a time would be a wake-up per
- * message. */
+ * message. Their frames enter the bus in groups too, up to IN_BATCH, for
+ * as long as libnats has more queued for the same subscription. */
 #define SPENT_MAX 64
 #define SPENT_BYTES_MAX (256 * 1024)
+#define IN_BATCH 64
 /* Bytes libnats may hold for the socket before the I/O thread stops
  * taking frames from `outq` (which then fills and drops). */
 #define OUT_BUFFERED_MAX (4 << 20)
@@ -162,11 +164,18 @@ struct sb_cluster {
     bool ever_connected;
     char server[256];
 
-    /* Messages handled but not yet freed (see SPENT_MAX). */
+    /* Messages handled but not yet freed (see SPENT_MAX), and frames not
+     * yet pushed into the bus (IN_BATCH), with their payload sizes. */
     pthread_mutex_t spent_lock;
+    pthread_mutex_t push_lock; /* taken before spent_lock is let go: groups
+                                  enter the bus in the order taken */
     natsMsg *spent[SPENT_MAX];
     int nspent;
     size_t spent_bytes;
+    sb_frame *in[IN_BATCH];
+    size_t in_len[IN_BATCH];
+    int in_data[IN_BATCH];
+    int nin;
 
     sb_strmap *subs; /* cluster thread: key(group, pattern) -> csub */
     uint64_t retired_dropped;
@@ -350,14 +359,15 @@ static uint64_t origin_of(sb_cluster *cl, natsMsg *msg)
     return *end == '\0' && id != 0 ? (uint64_t)id : SB_ORIGIN_CLUSTER;
 }
 
-/* Check a message from NATS, build its msg frame and hand it to the bus. */
-static void take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
+/* Check a message from NATS and build its msg frame. Returns owned, or
+ * NULL when it is invalid (counted) or memory ran out (counted). */
+static sb_frame *take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
 {
     const char *subj = natsMsg_GetSubject(msg);
     const char *topic = strip_prefix(cl, subj);
     if (topic == NULL || !sb_topic_valid(topic, strlen(topic))) {
         invalid(cl, "topic", subj);
-        return;
+        return NULL;
     }
     const char *data = natsMsg_GetData(msg);
     int dl = natsMsg_GetDataLength(msg);
@@ -365,7 +375,7 @@ static void take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
     if (data == NULL || dl <= 0 ||
         sb_json_scan(data, (size_t)dl, NULL, 0, &jr) < 0) {
         invalid(cl, "json", subj);
-        return;
+        return NULL;
     }
     /* Whitespace between JSON tokens may hold newlines, which would end
      * the frame early: they become spaces (strings cannot hold one). */
@@ -374,7 +384,7 @@ static void take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
         copy = malloc((size_t)dl);
         if (copy == NULL) {
             dropped_in(cl, "out_of_memory");
-            return;
+            return NULL;
         }
         for (int i = 0; i < dl; i++)
             copy[i] = data[i] == '\n' ? ' ' : data[i];
@@ -397,25 +407,45 @@ static void take_in(sb_cluster *cl, const csub *cs, natsMsg *msg)
     free(copy);
     if (f == NULL) {
         dropped_in(cl, "out_of_memory");
-        return;
+        return NULL;
     }
     if (f->len > cl->max_frame) {
         sb_frame_unref(&f);
         invalid(cl, "too_large", subj);
-        return;
+        return NULL;
     }
-    /* The same bounded queue as socket input: wait a little for room (the
-     * library buffers meanwhile, up to its pending limits), then drop. */
-    int rc = sb_queue_push(cl->bus_q, f, f->len, IN_PUSH_TIMEOUT_MS);
-    if (rc < 0) {
-        sb_frame_unref(&f);
-        if (rc != -EPIPE)
-            dropped_in(cl, "bus_full");
-        return;
+    return f;
+}
+
+/* Hand frames to the bus, in order: the same bounded queue as socket
+ * input. What does not fit waits a little for room (libnats buffers
+ * meanwhile, up to its pending limits); once one wait times out, the
+ * rest of the group is dropped without waiting again. */
+static void
+push_in(sb_cluster *cl, sb_frame **f, const size_t *len, const int *data, int n)
+{
+    int done =
+        sb_queue_try_push_many(cl->bus_q, (void *const *)f, len, (size_t)n);
+    bool gave_up = done < 0; /* closed: shutting down */
+    if (done < 0)
+        done = 0;
+    for (int i = 0; i < n; i++) {
+        if (i >= done) {
+            int rc = gave_up ? -EPIPE
+                             : sb_queue_push(cl->bus_q, f[i], len[i],
+                                             IN_PUSH_TIMEOUT_MS);
+            if (rc < 0) {
+                gave_up = true;
+                sb_frame_unref(&f[i]);
+                if (rc != -EPIPE)
+                    dropped_in(cl, "bus_full");
+                continue;
+            }
+        }
+        atomic_fetch_add_explicit(&cl->msgs_received, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&cl->bytes_received, (uint64_t)data[i],
+                                  memory_order_relaxed);
     }
-    atomic_fetch_add_explicit(&cl->msgs_received, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&cl->bytes_received, (uint64_t)dl,
-                              memory_order_relaxed);
 }
 
 /* Free the messages kept in `cl->spent`, or all of them with `all`
@@ -440,14 +470,63 @@ static void free_spent(sb_cluster *cl, natsMsg *add, bool all)
         natsMsg_Destroy(batch[i]);
 }
 
+/* Push the frames waiting in `cl->in` when `now`; spent_lock held, and
+ * released here. */
+static void flush_in_locked(sb_cluster *cl, bool now)
+{
+    sb_frame *batch[IN_BATCH];
+    size_t len[IN_BATCH];
+    int dl[IN_BATCH], n = 0;
+    if (now && cl->nin > 0) {
+        n = cl->nin;
+        memcpy(batch, cl->in, (size_t)n * sizeof(*batch));
+        memcpy(len, cl->in_len, (size_t)n * sizeof(*len));
+        memcpy(dl, cl->in_data, (size_t)n * sizeof(*dl));
+        cl->nin = 0;
+    }
+    if (n == 0) {
+        pthread_mutex_unlock(&cl->spent_lock);
+        return;
+    }
+    pthread_mutex_lock(&cl->push_lock);
+    pthread_mutex_unlock(&cl->spent_lock);
+    push_in(cl, batch, len, dl, n);
+    pthread_mutex_unlock(&cl->push_lock);
+}
+
+/* Push whatever waits in `cl->in`: the cluster thread does it after
+ * interest changes and every second, for frames whose subscription was
+ * closed before libnats delivered the messages that were to follow. */
+static void flush_in(sb_cluster *cl)
+{
+    pthread_mutex_lock(&cl->spent_lock);
+    flush_in_locked(cl, true);
+}
+
+/* libnats' delivery thread, one message at a time in the order NATS sent
+ * them. The frame waits in `cl->in` while libnats already holds the next
+ * message for this subscription (it follows at once), so that a burst
+ * enters the bus with one lock and one wake-up per group. */
 static void
 on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc;
-    (void)sub;
     csub *cs = closure;
-    take_in(cs->cl, cs, msg);
-    free_spent(cs->cl, msg, false);
+    sb_cluster *cl = cs->cl;
+    int data = natsMsg_GetDataLength(msg);
+    sb_frame *f = take_in(cl, cs, msg);
+    int pending = 0;
+    if (natsSubscription_GetPending(sub, &pending, NULL) != NATS_OK)
+        pending = 0;
+    pthread_mutex_lock(&cl->spent_lock);
+    if (f != NULL) {
+        cl->in[cl->nin] = f;
+        cl->in_len[cl->nin] = f->len;
+        cl->in_data[cl->nin] = data;
+        cl->nin++;
+    }
+    flush_in_locked(cl, pending <= 0 || cl->nin == IN_BATCH);
+    free_spent(cl, msg, false);
 }
 
 /* libnats: the subscription is closed and its handler has returned. */
@@ -635,6 +714,7 @@ static void *ctl_main(void *arg)
             apply_change(cl, c);
             free(c);
         }
+        flush_in(cl);
         uint64_t d = cl->retired_dropped;
         sb_strmap_foreach(cl->subs, add_dropped, &d);
         atomic_store(&cl->nats_dropped, d);
@@ -999,6 +1079,7 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
     pthread_mutex_init(&cl->lock, NULL);
     pthread_mutex_init(&cl->io_lock, NULL);
     pthread_mutex_init(&cl->spent_lock, NULL);
+    pthread_mutex_init(&cl->push_lock, NULL);
     cl->io_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1140,8 +1221,12 @@ void sb_cluster_stop(sb_cluster *cl, int timeout_ms)
     bool done = wait_for(cl, subs_done, CLOSE_WAIT_MS) &&
                 wait_for(cl, links_closed, CLOSE_WAIT_MS);
     pthread_mutex_unlock(&cl->lock);
-    if (done)
-        free_spent(cl, NULL, true); /* no handler runs any more */
+    if (done) { /* no handler runs any more */
+        free_spent(cl, NULL, true);
+        for (int i = 0; i < cl->nin; i++)
+            sb_frame_unref(&cl->in[i]);
+        cl->nin = 0;
+    }
     if (!done) {
         SB_LOG(SB_LOG_WARN, "cluster stop_incomplete node=%s", cl->node);
         cl->leak = true; /* a libnats callback may still use it */
@@ -1179,6 +1264,7 @@ void sb_cluster_free(sb_cluster *cl)
         close(cl->io_efd);
     pthread_mutex_destroy(&cl->io_lock);
     pthread_mutex_destroy(&cl->spent_lock);
+    pthread_mutex_destroy(&cl->push_lock);
     pthread_cond_destroy(&cl->cond);
     pthread_mutex_destroy(&cl->lock);
     free(cl);

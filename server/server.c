@@ -550,10 +550,12 @@ void sb_server_stop(sb_server *s)
     sb_bus_barrier(s->bus, left);
 
     /* The cluster sends what the bus handed it, then leaves NATS: no
-     * message arrives from other nodes while local clients drain. */
+     * message arrives from other nodes while local clients drain. A
+     * stalled NATS server gets at most half of the drain time left, so
+     * that local clients keep the rest. */
     now = sb_now_ms();
     sb_cluster_stop(s->cluster, now < s->drain_deadline_ms
-                                    ? (int)(s->drain_deadline_ms - now)
+                                    ? (int)(s->drain_deadline_ms - now) / 2
                                     : 0);
 
     /* 4. Workers flush their queues, say shutting_down and close;
