@@ -164,10 +164,10 @@ struct sb_cluster {
     bool ever_connected;
     char server[256];
 
-    /* Messages handled but not yet freed (see SPENT_MAX), and frames not
+    /* in_lock: messages handled but not yet freed (see SPENT_MAX), frames not
      * yet pushed into the bus (IN_BATCH), with their payload sizes. */
-    pthread_mutex_t spent_lock;
-    pthread_mutex_t push_lock; /* taken before spent_lock is let go: groups
+    pthread_mutex_t in_lock;
+    pthread_mutex_t push_lock; /* taken before in_lock is let go: groups
                                   enter the bus in the order taken */
     natsMsg *spent[SPENT_MAX];
     int nspent;
@@ -448,13 +448,13 @@ push_in(sb_cluster *cl, sb_frame **f, const size_t *len, const int *data, int n)
     }
 }
 
-/* Free the messages kept in `cl->spent`, or all of them with `all`
- * false only once there are enough. */
+/* Keep `add` (when not NULL) among the messages to free, and free them
+ * all once there are enough, or at once with `all`. */
 static void free_spent(sb_cluster *cl, natsMsg *add, bool all)
 {
     natsMsg *batch[SPENT_MAX];
     int n = 0;
-    pthread_mutex_lock(&cl->spent_lock);
+    pthread_mutex_lock(&cl->in_lock);
     if (add != NULL) {
         cl->spent[cl->nspent++] = add;
         cl->spent_bytes += (size_t)natsMsg_GetDataLength(add);
@@ -465,12 +465,12 @@ static void free_spent(sb_cluster *cl, natsMsg *add, bool all)
         cl->nspent = 0;
         cl->spent_bytes = 0;
     }
-    pthread_mutex_unlock(&cl->spent_lock);
+    pthread_mutex_unlock(&cl->in_lock);
     for (int i = 0; i < n; i++)
         natsMsg_Destroy(batch[i]);
 }
 
-/* Push the frames waiting in `cl->in` when `now`; spent_lock held, and
+/* Push the frames waiting in `cl->in` when `now`; in_lock held, and
  * released here. */
 static void flush_in_locked(sb_cluster *cl, bool now)
 {
@@ -485,11 +485,11 @@ static void flush_in_locked(sb_cluster *cl, bool now)
         cl->nin = 0;
     }
     if (n == 0) {
-        pthread_mutex_unlock(&cl->spent_lock);
+        pthread_mutex_unlock(&cl->in_lock);
         return;
     }
     pthread_mutex_lock(&cl->push_lock);
-    pthread_mutex_unlock(&cl->spent_lock);
+    pthread_mutex_unlock(&cl->in_lock);
     push_in(cl, batch, len, dl, n);
     pthread_mutex_unlock(&cl->push_lock);
 }
@@ -499,7 +499,7 @@ static void flush_in_locked(sb_cluster *cl, bool now)
  * closed before libnats delivered the messages that were to follow. */
 static void flush_in(sb_cluster *cl)
 {
-    pthread_mutex_lock(&cl->spent_lock);
+    pthread_mutex_lock(&cl->in_lock);
     flush_in_locked(cl, true);
 }
 
@@ -518,7 +518,7 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
     int pending = 0;
     if (natsSubscription_GetPending(sub, &pending, NULL) != NATS_OK)
         pending = 0;
-    pthread_mutex_lock(&cl->spent_lock);
+    pthread_mutex_lock(&cl->in_lock);
     if (f != NULL) {
         cl->in[cl->nin] = f;
         cl->in_len[cl->nin] = f->len;
@@ -1078,7 +1078,7 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
     snprintf(cl->plain_queue, sizeof(cl->plain_queue), "_sb_%s", cl->uid);
     pthread_mutex_init(&cl->lock, NULL);
     pthread_mutex_init(&cl->io_lock, NULL);
-    pthread_mutex_init(&cl->spent_lock, NULL);
+    pthread_mutex_init(&cl->in_lock, NULL);
     pthread_mutex_init(&cl->push_lock, NULL);
     cl->io_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_condattr_t ca;
@@ -1263,7 +1263,7 @@ void sb_cluster_free(sb_cluster *cl)
     if (cl->io_efd >= 0)
         close(cl->io_efd);
     pthread_mutex_destroy(&cl->io_lock);
-    pthread_mutex_destroy(&cl->spent_lock);
+    pthread_mutex_destroy(&cl->in_lock);
     pthread_mutex_destroy(&cl->push_lock);
     pthread_cond_destroy(&cl->cond);
     pthread_mutex_destroy(&cl->lock);
