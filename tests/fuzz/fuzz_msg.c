@@ -28,17 +28,7 @@
 #include "json.h"
 #include "msg.h"
 #include "topic.h"
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
-                    #x);                                                       \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_check.h"
 
 /* The input, its working copy, and whether it holds a '\n' (a frame from
  * the framer never does; only then must built frames be one line). */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -53,7 +54,12 @@ static void build_argv(const char **argv,
     argv[n] = NULL;
 }
 
-int sbt_server_start(sbt_server *s, const char *const *args)
+/* sbt_server_start() with an optional limit (`limit_on`). */
+static int start_server(sbt_server *s,
+                        const char *const *args,
+                        bool limit_on,
+                        sbt_limit kind,
+                        unsigned long long limit)
 {
     memset(s, 0, sizeof(*s));
     static int seq;
@@ -75,6 +81,14 @@ int sbt_server_start(sbt_server *s, const char *const *args)
         if (log >= 0)
             dup2(log, STDERR_FILENO);
         dup2(p[1], STDOUT_FILENO);
+        if (limit_on) {
+            struct rlimit rl = {.rlim_cur = (rlim_t)limit,
+                                .rlim_max = (rlim_t)limit};
+            close_range(3, ~0U, 0);
+            if (setrlimit(kind == SBT_LIMIT_NOFILE ? RLIMIT_NOFILE : RLIMIT_AS,
+                          &rl) < 0)
+                _exit(126);
+        }
         execv(SOCKBUSD_PATH, (char *const *)(uintptr_t)argv);
         _exit(127);
     }
@@ -131,6 +145,38 @@ int sbt_server_start(sbt_server *s, const char *const *args)
     }
     s->port = atoi(colon + 1);
     return 0;
+}
+
+int sbt_server_start(sbt_server *s, const char *const *args)
+{
+    return start_server(s, args, false, SBT_LIMIT_NOFILE, 0);
+}
+
+int sbt_server_start_limited(sbt_server *s,
+                             const char *const *args,
+                             sbt_limit kind,
+                             unsigned long long limit)
+{
+    return start_server(s, args, true, kind, limit);
+}
+
+int sbt_fixture_start(void **state)
+{
+    sbt_server *s = calloc(1, sizeof(*s));
+    if (s == NULL || sbt_server_start(s, NULL) < 0) {
+        free(s);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+int sbt_fixture_stop(void **state)
+{
+    sbt_server *s = *state;
+    int st = sbt_server_stop(s, SIGTERM, 10000);
+    free(s);
+    return st == 0 ? 0 : -1;
 }
 
 /* Wait for `pid` to exit within `timeout_ms`; its status or -1. */
@@ -321,6 +367,27 @@ int sbt_send(sbt_client *c, const void *buf, size_t n)
     return 0;
 }
 
+int sbt_send_by(int fd, const void *buf, size_t n, long long deadline_ms)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        long long left = deadline_ms - sbt_now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        poll(&pf, 1, (int)left);
+    }
+    return 0;
+}
+
 int sbt_sends(sbt_client *c, const char *s)
 {
     return sbt_send(c, s, strlen(s));
@@ -435,6 +502,23 @@ cJSON *sbt_parse_frame(const char *line)
         return NULL;
     }
     return j;
+}
+
+char *sbt_read_frame_line(sbt_client *c, int timeout_ms, const char **why)
+{
+    char *line = sbt_read_line(c, timeout_ms);
+    if (line == NULL) {
+        *why = "none";
+        return NULL;
+    }
+    cJSON *j = sbt_parse_frame(line);
+    if (j == NULL) {
+        free(line);
+        *why = "invalid JSON";
+        return NULL;
+    }
+    cJSON_Delete(j);
+    return line;
 }
 
 cJSON *sbt_read(sbt_client *c, int timeout_ms)

@@ -48,6 +48,28 @@ typedef struct sbt_server {
  * Returns 0, or -1 (the server's log says why). */
 int sbt_server_start(sbt_server *s, const char *const *args);
 
+/* A resource limit for sbt_server_start_limited(). (A flag, not an int
+ * resource: glibc's setrlimit() takes an enum under _GNU_SOURCE.) */
+typedef enum sbt_limit {
+    SBT_LIMIT_NOFILE, /* RLIMIT_NOFILE */
+    SBT_LIMIT_AS,     /* RLIMIT_AS */
+} sbt_limit;
+
+/* As sbt_server_start(), but the child sets `kind` (soft and hard: sockbusd
+ * raises its soft limit to the hard one) to `limit` before exec, and closes
+ * every inherited descriptor but 0-2, so that the server's descriptor table
+ * is the same wherever the test runs. */
+int sbt_server_start_limited(sbt_server *s,
+                             const char *const *args,
+                             sbt_limit kind,
+                             unsigned long long limit);
+
+/* cmocka group or test fixtures: start a default server into *state
+ * (an sbt_server), and stop it gracefully (failing when the exit status
+ * is not 0) and free it. */
+int sbt_fixture_start(void **state);
+int sbt_fixture_stop(void **state);
+
 /* Send `sig` (SIGTERM for a graceful stop) and wait up to `timeout_ms` for
  * the exit. Returns the exit status (0..255), 128+signal when killed by a
  * signal, or -1 on timeout (the server is then killed with SIGKILL). */
@@ -99,6 +121,11 @@ void sbt_reset(sbt_client *c);
 /* Write all of buf[0..n). Returns 0 or -1. */
 int sbt_send(sbt_client *c, const void *buf, size_t n);
 
+/* Write all of buf[0..n) to `fd` without blocking past `deadline_ms`
+ * (sbt_now_ms() clock): for a peer that may stop reading. Returns 0, or -1
+ * on error or when the deadline passed. */
+int sbt_send_by(int fd, const void *buf, size_t n, long long deadline_ms);
+
 /* Write a string. Returns 0 or -1. */
 int sbt_sends(sbt_client *c, const char *s);
 
@@ -115,6 +142,11 @@ char *sbt_read_line(sbt_client *c, int timeout_ms);
  * string "op", nothing after it, well-formed UTF-8 without raw control
  * bytes. Returns it (cJSON_Delete) or NULL after printing the line. */
 cJSON *sbt_parse_frame(const char *line);
+
+/* The next line, which must be a valid frame (sbt_parse_frame), waiting up
+ * to `timeout_ms`. Returns it (caller frees), or NULL with *why set to
+ * "none" (timeout or EOF) or "invalid JSON". */
+char *sbt_read_frame_line(sbt_client *c, int timeout_ms, const char **why);
 
 /* The next frame, parsed strictly (sbt_parse_frame). NULL on timeout, EOF
  * or an invalid frame (which is a failure in itself: the server never sends

@@ -12,25 +12,6 @@
 
 #include "harness.h"
 
-static int setup(void **state)
-{
-    sbt_server *s = calloc(1, sizeof(*s));
-    if (s == NULL || sbt_server_start(s, NULL) < 0) {
-        free(s);
-        return -1;
-    }
-    *state = s;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    sbt_server *s = *state;
-    int st = sbt_server_stop(s, SIGTERM, 10000);
-    free(s);
-    return st == 0 ? 0 : -1;
-}
-
 static void test_greeting_fields(void **state)
 {
     sbt_server *s = *state;
@@ -137,5 +118,6 @@ int main(void)
         cmocka_unit_test(test_many_frames_in_one_write),
         cmocka_unit_test(test_frame_split_byte_by_byte),
     };
-    return cmocka_run_group_tests_name("basic", tests, setup, teardown);
+    return cmocka_run_group_tests_name("basic", tests, sbt_fixture_start,
+                                       sbt_fixture_stop);
 }

@@ -107,25 +107,6 @@ static void run_bench(bench_run *r, const char *const *args)
     close(err[0]);
 }
 
-static int setup(void **state)
-{
-    sbt_server *s = calloc(1, sizeof(*s));
-    if (s == NULL || sbt_server_start(s, NULL) < 0) {
-        free(s);
-        return -1;
-    }
-    *state = s;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    sbt_server *s = *state;
-    int st = sbt_server_stop(s, SIGTERM, 10000);
-    free(s);
-    return st == 0 ? 0 : -1;
-}
-
 static double num(const cJSON *j, const char *path_a, const char *path_b)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, path_a);
@@ -328,5 +309,6 @@ int main(void)
         cmocka_unit_test(test_bench_server_gone),
         cmocka_unit_test(test_bench_bad_flag),
     };
-    return cmocka_run_group_tests_name("bench", tests, setup, teardown);
+    return cmocka_run_group_tests_name("bench", tests, sbt_fixture_start,
+                                       sbt_fixture_stop);
 }

@@ -255,27 +255,6 @@ static bool server_line_valid(const char *line, const char **why)
     return ok;
 }
 
-/* Write all of buf[0..n) before `deadline`. Returns 0 or -1. */
-static int send_by(int fd, const char *buf, size_t n, long long deadline)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            buf += w;
-            n -= (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        long long left = deadline - sbt_now_ms();
-        if (left <= 0)
-            return -1;
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        poll(&p, 1, (int)left);
-    }
-    return 0;
-}
-
 static void expect_pong(sbt_client *c, const char *who)
 {
     if (sbt_sends(c, "{\"op\":\"ping\"}\n") < 0)
@@ -284,109 +263,6 @@ static void expect_pong(sbt_client *c, const char *who)
     if (j == NULL)
         fail_msg("%s: no pong", who);
     cJSON_Delete(j);
-}
-
-/* ---- Starting sockbusd under resource limits ---------------------------- */
-
-static char sockbusd_path[PATH_MAX];
-
-/* The harness knows the binary; ask a server it started where it runs
- * from. */
-static int resolve_sockbusd(void)
-{
-    if (sockbusd_path[0] != '\0')
-        return 0;
-    sbt_server s;
-    if (sbt_server_start(&s, NULL) < 0)
-        return -1;
-    char link[64];
-    snprintf(link, sizeof(link), "/proc/%d/exe", (int)s.pid);
-    ssize_t n = readlink(link, sockbusd_path, sizeof(sockbusd_path) - 1);
-    sbt_server_stop(&s, SIGTERM, 10000);
-    if (n <= 0) {
-        sockbusd_path[0] = '\0';
-        return -1;
-    }
-    sockbusd_path[n] = '\0';
-    return 0;
-}
-
-/* Like sbt_server_start, but the child sets the limit `kind` (soft and hard:
- * sockbusd raises its soft limit to the hard one) to `limit` before exec,
- * and closes every inherited descriptor but 0-2 so that the server's
- * descriptor table is the same wherever the test runs. (A flag, not an int
- * resource: glibc's setrlimit() takes an enum under _GNU_SOURCE.) */
-enum limit_kind { LIMIT_NOFILE, LIMIT_AS };
-
-static int start_limited(sbt_server *s,
-                         const char *const *args,
-                         enum limit_kind kind,
-                         rlim_t limit)
-{
-    if (resolve_sockbusd() < 0)
-        return -1;
-    memset(s, 0, sizeof(*s));
-    static int seq;
-    snprintf(s->log_path, sizeof(s->log_path), "test_faults.%d.limited%d.log",
-             (int)getpid(), seq++);
-    const char *argv[32];
-    size_t n = 0;
-    argv[n++] = sockbusd_path;
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    for (size_t i = 0; args && args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    struct rlimit rl = {.rlim_cur = limit, .rlim_max = limit};
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        int log = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (log >= 0)
-            dup2(log, STDERR_FILENO);
-        dup2(p[1], STDOUT_FILENO);
-        close_range(3, ~0U, 0);
-        if (setrlimit(kind == LIMIT_NOFILE ? RLIMIT_NOFILE : RLIMIT_AS, &rl) <
-            0)
-            _exit(126);
-        execv(sockbusd_path, (char *const *)(uintptr_t)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    s->pid = pid;
-    char line[256];
-    size_t got = 0;
-    long long deadline = sbt_now_ms() + 10000;
-    while (got < sizeof(line) - 1 && !memchr(line, '\n', got)) {
-        long long left = deadline - sbt_now_ms();
-        struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            break;
-        ssize_t r = read(p[0], line + got, sizeof(line) - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(p[0]);
-    line[got] = '\0';
-    const char *colon = strrchr(line, ':');
-    if (strncmp(line, "sockbusd listening on ", 22) != 0 || colon == NULL) {
-        fprintf(stderr, "sockbusd did not start under the limit (log %s)\n",
-                s->log_path);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        s->pid = 0;
-        return -1;
-    }
-    s->port = atoi(colon + 1);
-    return 0;
 }
 
 /* ---- Stats -------------------------------------------------------------- */
@@ -973,7 +849,7 @@ static const char *storm_burst(sbt_client *c, int round)
                               "{\"op\":\"pub\",\"topic\":\"burst.%d\","
                               "\"data\":%d%s}\n",
                               round, i, i + 1 < STORM_BURST ? "" : ",\"id\":9");
-    if (send_by(c->fd, buf, n, sbt_now_ms() + BY_STALL_MS) < 0)
+    if (sbt_send_by(c->fd, buf, n, sbt_now_ms() + BY_STALL_MS) < 0)
         return "the server stopped reading its burst";
     cJSON *ok = sbt_read(c, BY_STALL_MS);
     const char *op = sbt_str(ok, "op");
@@ -1251,7 +1127,7 @@ static void test_endless_frame(void **state)
     assert_int_equal(
         sbt_sends(&big, "{\"op\":\"pub\",\"topic\":\"big\",\"data\":\""), 0);
     for (int i = 0; i < ENDLESS_MIB; i++) {
-        if (send_by(big.fd, chunk, (size_t)MIB, sbt_now_ms() + 10000) < 0)
+        if (sbt_send_by(big.fd, chunk, (size_t)MIB, sbt_now_ms() + 10000) < 0)
             fail_msg("endless frame: MiB %d not taken within 10 s", i);
         long rss = sbt_rss_kib(f->srv.pid);
         peak = rss > peak ? rss : peak;
@@ -1313,7 +1189,8 @@ static int setup_nofile(void **state)
     fx *f;
     if (fx_new(state, &f) < 0)
         return -1;
-    if (start_limited(&f->srv, NULL, LIMIT_NOFILE, NOFILE_LIMIT) < 0) {
+    if (sbt_server_start_limited(&f->srv, NULL, SBT_LIMIT_NOFILE,
+                                 NOFILE_LIMIT) < 0) {
         free(f);
         return -1;
     }
@@ -1522,7 +1399,8 @@ static int setup_threads(void **state)
     if (SANITIZED)
         return 0; /* the test skips: a sanitizer's shadow needs terabytes */
     rlim_t lim = address_space_limit();
-    if (lim == 0 || start_limited(&f->srv, stack_args, LIMIT_AS, lim) < 0) {
+    if (lim == 0 ||
+        sbt_server_start_limited(&f->srv, stack_args, SBT_LIMIT_AS, lim) < 0) {
         free(f);
         return -1;
     }
@@ -1954,7 +1832,7 @@ static void *g_main(void *arg)
             break;
         }
         if (pos == g->in.n && !end_sent) {
-            if (send_by(g->c.fd, end, sizeof(end) - 1, deadline) < 0) {
+            if (sbt_send_by(g->c.fd, end, sizeof(end) - 1, deadline) < 0) {
                 g_fail(g, "cannot send the end ping");
                 break;
             }

@@ -215,27 +215,6 @@ static void *read_all(void *arg)
 
 /* ---- The publisher ------------------------------------------------------ */
 
-/* Write all of buf[0..n) before `deadline`. Returns 0 or -1. */
-static int send_by(int fd, const char *buf, size_t n, long long deadline)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            buf += w;
-            n -= (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        long long left = deadline - sbt_now_ms();
-        if (left <= 0)
-            return -1;
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        poll(&p, 1, (int)left);
-    }
-    return 0;
-}
-
 /* Wait until the healthy reader has `want` messages, or stopped, or the
  * deadline passed. Returns true when it has them. */
 static bool wait_reader(reader *r, long want, long long deadline)
@@ -288,7 +267,7 @@ static long long flood(sbt_client *pub, reader *r, char *why, size_t whylen)
             n += DATA_LEN;
             n += (size_t)sprintf(buf + n, "\"}\n");
         }
-        if (send_by(pub->fd, buf, n, deadline) < 0) {
+        if (sbt_send_by(pub->fd, buf, n, deadline) < 0) {
             snprintf(why, whylen,
                      "publisher blocked: %ld of %ld messages written in %d ms",
                      seq - BATCH, N_MSGS, PUB_DEADLINE_MS);
