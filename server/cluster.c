@@ -448,26 +448,29 @@ push_in(sb_cluster *cl, sb_frame **f, const size_t *len, const int *data, int n)
     }
 }
 
-/* Keep `add` (when not NULL) among the messages to free, and free them
- * all once there are enough, or at once with `all`. */
-static void free_spent(sb_cluster *cl, natsMsg *add, bool all)
+/* Keep `add` (when not NULL) among the messages to free; once there are
+ * enough, or at once with `all`, move them all to `batch` (to be freed
+ * without the lock). in_lock held. Returns how many were moved. */
+static int
+take_spent_locked(sb_cluster *cl, natsMsg *add, bool all, natsMsg **batch)
 {
-    natsMsg *batch[SPENT_MAX];
-    int n = 0;
-    pthread_mutex_lock(&cl->in_lock);
     if (add != NULL) {
         cl->spent[cl->nspent++] = add;
         cl->spent_bytes += (size_t)natsMsg_GetDataLength(add);
     }
-    if (all || cl->nspent == SPENT_MAX || cl->spent_bytes >= SPENT_BYTES_MAX) {
-        n = cl->nspent;
-        memcpy(batch, cl->spent, (size_t)n * sizeof(*batch));
-        cl->nspent = 0;
-        cl->spent_bytes = 0;
-    }
-    pthread_mutex_unlock(&cl->in_lock);
+    if (!all && cl->nspent < SPENT_MAX && cl->spent_bytes < SPENT_BYTES_MAX)
+        return 0;
+    int n = cl->nspent;
+    memcpy(batch, cl->spent, (size_t)n * sizeof(*batch));
+    cl->nspent = 0;
+    cl->spent_bytes = 0;
+    return n;
+}
+
+static void free_msgs(natsMsg **m, int n)
+{
     for (int i = 0; i < n; i++)
-        natsMsg_Destroy(batch[i]);
+        natsMsg_Destroy(m[i]);
 }
 
 /* Push the frames waiting in `cl->in` when `now`; in_lock held, and
@@ -525,8 +528,10 @@ on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
         cl->in_data[cl->nin] = data;
         cl->nin++;
     }
+    natsMsg *spent[SPENT_MAX];
+    int nspent = take_spent_locked(cl, msg, false, spent);
     flush_in_locked(cl, pending <= 0 || cl->nin == IN_BATCH);
-    free_spent(cl, msg, false);
+    free_msgs(spent, nspent);
 }
 
 /* libnats: the subscription is closed and its handler has returned. */
@@ -1222,7 +1227,11 @@ void sb_cluster_stop(sb_cluster *cl, int timeout_ms)
                 wait_for(cl, links_closed, CLOSE_WAIT_MS);
     pthread_mutex_unlock(&cl->lock);
     if (done) { /* no handler runs any more */
-        free_spent(cl, NULL, true);
+        natsMsg *spent[SPENT_MAX];
+        pthread_mutex_lock(&cl->in_lock);
+        int n = take_spent_locked(cl, NULL, true, spent);
+        pthread_mutex_unlock(&cl->in_lock);
+        free_msgs(spent, n);
         for (int i = 0; i < cl->nin; i++)
             sb_frame_unref(&cl->in[i]);
         cl->nin = 0;
