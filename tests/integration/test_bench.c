@@ -1,6 +1,7 @@
 /* test_bench.c - the load tool against the real sockbusd: its JSON report
  * is complete and consistent, groups, pacing, idle connections, and clear
- * failures when there is no server or the server goes away. */
+ * failures when there is no server or the server goes away. Also the queue
+ * bench's hand-over mode. */
 #define _GNU_SOURCE /* pipe2 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,9 @@
 #ifndef SOCKBUS_BENCH_PATH
 #error "SOCKBUS_BENCH_PATH must name the sockbus-bench binary"
 #endif
+#ifndef SOCKBUS_QUEUE_BENCH_PATH
+#error "SOCKBUS_QUEUE_BENCH_PATH must name the sockbus-queue-bench binary"
+#endif
 
 #define RUN_TIMEOUT_MS 60000
 
@@ -42,11 +46,12 @@ static void run_free(bench_run *r)
     free(r->err);
 }
 
-static pid_t spawn(const char *const *args, int out[2], int err[2])
+static pid_t
+spawn(const char *path, const char *const *args, int out[2], int err[2])
 {
     const char *argv[40];
     size_t n = 0;
-    argv[n++] = SOCKBUS_BENCH_PATH;
+    argv[n++] = path;
     for (size_t i = 0; args[i] && n < 39; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
@@ -56,7 +61,7 @@ static pid_t spawn(const char *const *args, int out[2], int err[2])
         dup2(err[1], STDERR_FILENO);
         close(out[0]);
         close(err[0]);
-        execv(SOCKBUS_BENCH_PATH, (char *const *)(uintptr_t)argv);
+        execv(path, (char *const *)(uintptr_t)argv);
         _exit(127);
     }
     close(out[1]);
@@ -89,8 +94,9 @@ static void collect(bench_run *r, pid_t pid, int out, int err, long long start)
     r->ms = sbt_now_ms() - start;
 }
 
-/* Runs sockbus-bench with args (NULL-terminated), bounded in time. */
-static void run_bench(bench_run *r, const char *const *args)
+/* Runs the program at `path` with args (NULL-terminated), bounded in
+ * time. */
+static void run_prog(bench_run *r, const char *path, const char *const *args)
 {
     memset(r, 0, sizeof(*r));
     r->out = calloc(1, 1);
@@ -101,10 +107,15 @@ static void run_bench(bench_run *r, const char *const *args)
         return;
     }
     long long start = sbt_now_ms();
-    pid_t pid = spawn(args, out, err);
+    pid_t pid = spawn(path, args, out, err);
     collect(r, pid, out[0], err[0], start);
     close(out[0]);
     close(err[0]);
+}
+
+static void run_bench(bench_run *r, const char *const *args)
+{
+    run_prog(r, SOCKBUS_BENCH_PATH, args);
 }
 
 static double num(const cJSON *j, const char *path_a, const char *path_b)
@@ -297,6 +308,46 @@ static void test_bench_bad_flag(void **state)
     run_free(&r);
 }
 
+/* The hand-over mode passes every item along chains of 1, 2, 3, 4 and 7
+ * threads and prints one line per chain with ordered percentiles. */
+static void test_queue_bench_handover(void **state)
+{
+    (void)state;
+    const char *args[] = {"--handover", "300", "20", NULL};
+    bench_run r;
+    run_prog(&r, SOCKBUS_QUEUE_BENCH_PATH, args);
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.out, "ERROR"));
+    const int chains[] = {1, 2, 3, 4, 7};
+    const char *line = r.out;
+    for (size_t i = 0; i < sizeof chains / sizeof chains[0]; i++) {
+        int threads = 0, n = 0;
+        unsigned items = 0, gap = 0;
+        double p50 = -1, p90 = -1, p99 = -1;
+        assert_non_null(line);
+        int got = sscanf(line,
+                         "handover threads=%d items=%u gap_us=%u p50_us=%lf "
+                         "p90_us=%lf p99_us=%lf%n",
+                         &threads, &items, &gap, &p50, &p90, &p99, &n);
+        assert_int_equal(got, 6);
+        assert_int_equal(threads, chains[i]);
+        assert_int_equal(items, 300);
+        assert_int_equal(gap, 20);
+        assert_true(p50 > 0 && p50 <= p90 && p90 <= p99);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    assert_true(line == NULL || *line == '\0');
+    run_free(&r);
+
+    const char *bad[] = {"--handover", "0", NULL};
+    run_prog(&r, SOCKBUS_QUEUE_BENCH_PATH, bad);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--handover"));
+    run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_bench_no_server_fails_fast),
         cmocka_unit_test(test_bench_server_gone),
         cmocka_unit_test(test_bench_bad_flag),
+        cmocka_unit_test(test_queue_bench_handover),
     };
     return cmocka_run_group_tests_name("bench", tests, sbt_fixture_start,
                                        sbt_fixture_stop);
