@@ -32,6 +32,7 @@
 #include "server.h"
 #include "strmap.h"
 #include "sublist.h"
+#include "thread.h"
 
 #define BATCH_MAX 256
 #define SUBLIST_CACHE 4096
@@ -782,11 +783,7 @@ int sb_bus_barrier(sb_bus *b, int timeout_ms)
     if (bar == NULL)
         return -ENOMEM;
     pthread_mutex_init(&bar->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&bar->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sb_cond_init(&bar->cond);
     bus_op *op = op_new(OP_BARRIER, NULL, 0);
     if (op != NULL)
         op->bar = bar;
@@ -799,15 +796,7 @@ int sb_bus_barrier(sb_bus *b, int timeout_ms)
         return rc;
     }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (timeout_ms >= 0) {
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-    }
+    sb_deadline_in(&ts, timeout_ms >= 0 ? timeout_ms : 0);
     pthread_mutex_lock(&bar->lock);
     rc = 0;
     while (!bar->done && rc == 0)
@@ -959,11 +948,7 @@ int sb_bus_interest_copy(
         return -ENOMEM;
     }
     pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sb_cond_init(&r->cond);
     r->max = max;
     r->pending = &b->interest_pending;
     op->ireq = r;
@@ -975,13 +960,7 @@ int sb_bus_interest_copy(
         return rc;
     }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    sb_deadline_in(&ts, timeout_ms);
     pthread_mutex_lock(&r->lock);
     rc = 0;
     while (!r->done && rc == 0)

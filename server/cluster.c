@@ -1086,11 +1086,7 @@ sb_cluster *sb_cluster_new(sb_server *srv, char *err, size_t errlen)
     pthread_mutex_init(&cl->in_lock, NULL);
     pthread_mutex_init(&cl->push_lock, NULL);
     cl->io_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&cl->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sb_cond_init(&cl->cond);
     for (int i = 0; i < 2; i++) {
         cl->link[i].cl = cl;
         cl->link[i].name = i == LINK_PUB ? "pub" : "group";
@@ -1161,13 +1157,7 @@ bool sb_cluster__out(sb_frame *f, bool mark_origin, void *ud)
 static bool wait_for(sb_cluster *cl, bool (*done)(sb_cluster *), int ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    sb_deadline_in(&ts, ms);
     while (!done(cl))
         if (pthread_cond_timedwait(&cl->cond, &cl->lock, &ts) == ETIMEDOUT)
             return done(cl);

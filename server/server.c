@@ -36,6 +36,7 @@
 #include "json.h"
 #include "live.h"
 #include "log.h"
+#include "thread.h"
 #include "topic.h"
 
 #define ACCEPTS_PER_WAKE 64
@@ -146,17 +147,9 @@ wait_until(sb_server *s, bool (*done)(sb_server *), uint64_t deadline_ms)
         uint64_t now = sb_now_ms();
         if (deadline_ms != UINT64_MAX && now >= deadline_ms)
             return false;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         uint64_t wait = deadline_ms == UINT64_MAX ? 1000 : deadline_ms - now;
-        if (wait > 1000)
-            wait = 1000;
-        ts.tv_sec += (time_t)(wait / 1000);
-        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts;
+        sb_deadline_in(&ts, wait > 1000 ? 1000 : (long)wait);
         pthread_cond_timedwait(&s->cond, &s->lock, &ts);
     }
     return true;
@@ -443,11 +436,7 @@ int sb_server_start(const sb_config *cfg,
     s->start_ms = sb_now_ms();
     atomic_init(&s->next_id, 1);
     pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sb_cond_init(&s->cond);
     int rc;
 
     /* One descriptor kept in reserve, to answer clients when out of them. */

@@ -6,12 +6,16 @@
  * Threads that end on their own (connection workers, in-process subscriber
  * threads) cannot be joined by anyone waiting for them, so they hand
  * themselves to a reaper as their last act: the reaper thread joins them,
- * and sb_reaper_stop() joins whatever is left. Every thread is joined. */
+ * and sb_reaper_stop() joins whatever is left. Every thread is joined.
+ *
+ * Threads wait for each other with condition variables; the two helpers
+ * below make every timed wait use the monotonic clock. */
 #ifndef SB_THREAD_H
 #define SB_THREAD_H
 
 #include <pthread.h>
 #include <stddef.h>
+#include <time.h>
 
 /* Start `fn(arg)` on a new thread named `name` (at most 15 bytes shown)
  * with a stack of `stack_bytes`. *t is written before the thread runs; a
@@ -26,6 +30,14 @@ int sb_thread_create(pthread_t *t,
 
 /* Join `t`. Returns 0 or a negative errno. */
 int sb_thread_join(pthread_t t);
+
+/* Initialise `cv` so that its timed waits run on CLOCK_MONOTONIC, which
+ * steps of the wall clock do not move. */
+void sb_cond_init(pthread_cond_t *cv);
+
+/* The CLOCK_MONOTONIC time `ms` (>= 0) milliseconds from now: a deadline
+ * for pthread_cond_timedwait() on a condition from sb_cond_init(). */
+void sb_deadline_in(struct timespec *ts, long ms);
 
 typedef struct sb_reaper sb_reaper;
 
