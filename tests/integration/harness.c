@@ -160,10 +160,10 @@ int sbt_server_start_limited(sbt_server *s,
     return start_server(s, args, true, kind, limit);
 }
 
-int sbt_fixture_start(void **state)
+int sbt_fixture_start_args(void **state, const char *const *args)
 {
     sbt_server *s = calloc(1, sizeof(*s));
-    if (s == NULL || sbt_server_start(s, NULL) < 0) {
+    if (s == NULL || sbt_server_start(s, args) < 0) {
         free(s);
         return -1;
     }
@@ -171,10 +171,17 @@ int sbt_fixture_start(void **state)
     return 0;
 }
 
+int sbt_fixture_start(void **state)
+{
+    return sbt_fixture_start_args(state, NULL);
+}
+
 int sbt_fixture_stop(void **state)
 {
     sbt_server *s = *state;
     int st = sbt_server_stop(s, SIGTERM, 10000);
+    if (st != 0)
+        fprintf(stderr, "sockbusd exited %d on SIGTERM (want 0)\n", st);
     free(s);
     return st == 0 ? 0 : -1;
 }

@@ -64,9 +64,10 @@ int sbt_server_start_limited(sbt_server *s,
                              sbt_limit kind,
                              unsigned long long limit);
 
-/* cmocka group or test fixtures: start a default server into *state
- * (an sbt_server), and stop it gracefully (failing when the exit status
- * is not 0) and free it. */
+/* cmocka group or test fixtures: start a server with `args` (NULL: the
+ * defaults) into *state (an sbt_server), and stop it gracefully (failing
+ * when the exit status is not 0) and free it. */
+int sbt_fixture_start_args(void **state, const char *const *args);
 int sbt_fixture_start(void **state);
 int sbt_fixture_stop(void **state);
 

@@ -163,31 +163,23 @@ static cJSON *get_json(int port, const char *path)
 
 /* ---- Fixtures ---------------------------------------------------------- */
 
-static int start(void **state, const char *const *args)
-{
-    sbt_server *s = calloc(1, sizeof(*s));
-    if (s == NULL || sbt_server_start(s, args) < 0) {
-        free(s);
-        return -1;
-    }
-    *state = s;
-    return 0;
-}
-
 static int setup(void **state)
 {
-    return start(state, (const char *const[]){"--http", "127.0.0.1:0", NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--http", "127.0.0.1:0", NULL});
 }
 
 static int setup_drain(void **state)
 {
-    return start(state, (const char *const[]){"--http", "127.0.0.1:0",
-                                              "--drain-ms", "3000", NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--http", "127.0.0.1:0", "--drain-ms",
+                                     "3000", NULL});
 }
 
 static int setup_bare_port(void **state)
 {
-    return start(state, (const char *const[]){"--http", "0", NULL});
+    return sbt_fixture_start_args(state,
+                                  (const char *const[]){"--http", "0", NULL});
 }
 
 /* Tests that stop the server themselves leave pid 0. */

@@ -27,32 +27,22 @@
 #define MAX_CONNS 3
 #define MANY 1000
 
-static int start(void **state, const char *const *args)
-{
-    sbt_server *s = calloc(1, sizeof(*s));
-    if (s == NULL || sbt_server_start(s, args) < 0) {
-        free(s);
-        return -1;
-    }
-    *state = s;
-    return 0;
-}
-
 static int setup_heartbeat(void **state)
 {
-    return start(state,
-                 (const char *const[]){"--heartbeat-ms", STR(HB_MS), NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--heartbeat-ms", STR(HB_MS), NULL});
 }
 
 static int setup_heartbeat_off(void **state)
 {
-    return start(state, (const char *const[]){"--heartbeat-ms", "0", NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--heartbeat-ms", "0", NULL});
 }
 
 static int setup_max_conns(void **state)
 {
-    return start(state,
-                 (const char *const[]){"--max-conns", STR(MAX_CONNS), NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--max-conns", STR(MAX_CONNS), NULL});
 }
 
 static int setup_many(void **state)
@@ -68,17 +58,7 @@ static int setup_many(void **state)
                 (unsigned long long)rl.rlim_cur, MANY);
         return -1;
     }
-    return start(state, NULL);
-}
-
-static int teardown(void **state)
-{
-    sbt_server *s = *state;
-    int st = sbt_server_stop(s, SIGTERM, 10000);
-    if (st != 0)
-        fprintf(stderr, "sockbusd exited %d on SIGTERM (want 0)\n", st);
-    free(s);
-    return st == 0 ? 0 : -1;
+    return sbt_fixture_start_args(state, NULL);
 }
 
 /* Pace a client's frames: this sleep sets a rate, it waits for nothing. */
@@ -330,19 +310,19 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_heartbeat_ping_when_idle,
-                                        setup_heartbeat, teardown),
+                                        setup_heartbeat, sbt_fixture_stop),
         cmocka_unit_test_setup_teardown(test_heartbeat_pong_keeps_alive,
-                                        setup_heartbeat, teardown),
+                                        setup_heartbeat, sbt_fixture_stop),
         cmocka_unit_test_setup_teardown(test_heartbeat_busy_client_not_pinged,
-                                        setup_heartbeat, teardown),
+                                        setup_heartbeat, sbt_fixture_stop),
         cmocka_unit_test_setup_teardown(test_heartbeat_timeout_closes,
-                                        setup_heartbeat, teardown),
+                                        setup_heartbeat, sbt_fixture_stop),
         cmocka_unit_test_setup_teardown(test_heartbeat_off_sends_no_ping,
-                                        setup_heartbeat_off, teardown),
+                                        setup_heartbeat_off, sbt_fixture_stop),
         cmocka_unit_test_setup_teardown(test_max_conns_busy_then_accepts_again,
-                                        setup_max_conns, teardown),
+                                        setup_max_conns, sbt_fixture_stop),
         cmocka_unit_test_setup_teardown(test_many_connections_all_get_broadcast,
-                                        setup_many, teardown),
+                                        setup_many, sbt_fixture_stop),
     };
     return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
 }

@@ -29,32 +29,23 @@
 #define QUEUED 10000  /* well under the default send queue (16384 frames) */
 #define INFLIGHT 12000
 
-static int start(void **state, const char *const *args)
-{
-    sbt_server *s = calloc(1, sizeof(*s));
-    if (s == NULL || sbt_server_start(s, args) < 0) {
-        free(s);
-        return -1;
-    }
-    *state = s;
-    return 0;
-}
-
 static int setup(void **state)
 {
-    return start(state, NULL);
+    return sbt_fixture_start_args(state, NULL);
 }
 
 static int setup_long_drain(void **state)
 {
     /* Long enough that the test, not the drain timer, decides when the
      * queued messages are read; the server exits as soon as they are. */
-    return start(state, (const char *const[]){"--drain-ms", "20000", NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--drain-ms", "20000", NULL});
 }
 
 static int setup_short_drain(void **state)
 {
-    return start(state, (const char *const[]){"--drain-ms", "500", NULL});
+    return sbt_fixture_start_args(
+        state, (const char *const[]){"--drain-ms", "500", NULL});
 }
 
 /* Tests that stop the server themselves leave pid 0. */
